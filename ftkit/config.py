@@ -1,0 +1,383 @@
+"""``RunConfig``: the one typed description of a fine-tuning run.
+
+The notebook form is generated from it, the CLI reads it from YAML, the worker
+receives it as ``run_dir/config.json``. Methods and tasks add their own option
+sections (``method.<name>``, ``task.<name>``) from their registries.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+
+from .errors import ConfigError, from_validation
+from .methods import methods
+from .registry import Registry
+from .schema import Section, field
+from .tasks import tasks
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def _none_or_int(value: Any) -> Any:
+    """Accept ``none``/``null`` and numbers written as text, as YAML and the CLI give them."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("none", "null", "", "off", "false"):
+            return None
+        if text.lstrip("-").isdigit():
+            return int(text)
+    return value
+
+
+class ModelSection(Section):
+    name_or_path: str = field(
+        "auto",
+        "Hub id (e.g. microsoft/Phi-3-mini-4k-instruct) or local folder. 'auto' uses the task's "
+        "embedded default: builtin:minilm, builtin:tiny-llama or builtin:tiny-t5.",
+        min_length=1,
+    )
+    revision: Optional[str] = field(None, "Branch, tag or commit of a Hub model.", advanced=True)
+    trust_remote_code: bool = field(False, "Run modelling code shipped with the model. Only for models you trust.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        "auto", "Dtype of the (unquantized) base weights. auto: float32 on CPU, bfloat16 on a GPU that has it."
+    )
+    attn_implementation: Optional[Literal["eager", "sdpa", "flash_attention_2"]] = field(
+        None, "Attention kernel; empty lets transformers choose.", advanced=True
+    )
+
+
+class DataSection(Section):
+    source: str = field(
+        "builtin",
+        "'builtin' (the task's own small dataset), a .jsonl/.json/.csv file, or a folder saved with "
+        "datasets' save_to_disk.",
+        min_length=1,
+    )
+    eval_source: Optional[str] = field(None, "Separate evaluation file or folder; empty: split from source.")
+    eval_fraction: float = field(0.1, "Share of source held out for evaluation when eval_source is empty.", gt=0, lt=0.9)
+    columns: dict[str, str] = field(
+        factory=dict, help="Map the task's column names to yours, e.g. {text: review, label: stars}."
+    )
+    max_train_samples: Optional[int] = field(None, "Use at most this many training rows.", ge=1)
+    max_eval_samples: Optional[int] = field(None, "Use at most this many evaluation rows.", ge=1)
+
+
+class QuantizationSection(Section):
+    bits: Optional[Literal[4, 8]] = field(
+        None, "Load the base model in 4 or 8 bits through bitsandbytes (QLoRA); none keeps it unquantized."
+    )
+    quant_type: Literal["nf4", "fp4"] = field("nf4", "4-bit data type: nf4 (QLoRA paper) or fp4.")
+    double_quant: bool = field(True, "Quantize the quantization constants too (~0.4 bit/param saved).")
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        "auto", "Dtype matmuls run in. auto: bfloat16 on GPUs that have it, float32 on CPU."
+    )
+
+    _bits = field_validator("bits", mode="before")(classmethod(lambda cls, v: _none_or_int(v)))
+
+
+class DistributedSection(Section):
+    launcher: Literal["auto", "thread", "python", "torchrun", "deepspeed"] = field(
+        "auto",
+        "How the run starts. auto: a thread in the notebook kernel for one device, deepspeed with a ZeRO "
+        "stage, torchrun for several processes.",
+    )
+    num_processes: int = field(1, "Processes (GPUs) per machine.", ge=1, le=1024)
+    gpus: Optional[list[int]] = field(None, "Which GPUs to use (indices); empty: the first num_processes.")
+    zero_stage: Optional[Literal[0, 1, 2, 3]] = field(
+        None,
+        "DeepSpeed ZeRO stage: 0 plain data parallel, 1 shards optimizer states, 2 + gradients, "
+        "3 + parameters. none: no DeepSpeed.",
+    )
+    offload_optimizer: Literal["none", "cpu", "nvme"] = field(
+        "none", "Keep optimizer states (and the step) in CPU memory or on NVMe (ZeRO 1-3)."
+    )
+    offload_params: Literal["none", "cpu", "nvme"] = field(
+        "none", "Keep parameters in CPU memory or on NVMe between uses (ZeRO-3 only)."
+    )
+    nvme_path: Optional[str] = field(None, "Folder on a fast local NVMe drive for nvme offload.")
+    num_nodes: int = field(1, "Machines taking part.", ge=1, le=1024, advanced=True)
+    node_rank: int = field(0, "This machine's index among num_nodes.", ge=0, advanced=True)
+    master_addr: str = field("127.0.0.1", "Address of node 0, reachable from every node.", advanced=True)
+    master_port: Optional[int] = field(None, "Port on node 0; empty picks a free one.", ge=1024, le=65535, advanced=True)
+    hostfile: Optional[str] = field(None, "DeepSpeed hostfile listing machines and their GPU slots.", advanced=True)
+
+    @field_validator("zero_stage", mode="before")
+    @classmethod
+    def _stage(cls, v: Any) -> Any:
+        return _none_or_int(v)
+
+    @field_validator("offload_optimizer", "offload_params", mode="before")
+    @classmethod
+    def _offload(cls, v: Any) -> Any:
+        if v is True:
+            return "cpu"
+        if v is False or v is None:
+            return "none"
+        return v
+
+
+class TrainingSection(Section):
+    learning_rate: float = field(2e-4, "Peak learning rate.", gt=0, le=1)
+    lr_scheduler: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
+    ] = field("linear", "How the learning rate changes after warm-up.")
+    warmup_ratio: float = field(0.0, "Share of the steps spent warming the learning rate up from 0.", ge=0, lt=1)
+    weight_decay: float = field(0.0, "AdamW weight decay.", ge=0, le=1)
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_bnb_8bit", "paged_adamw_8bit"] = field(
+        "adamw_torch", "Optimizer (transformers' names). 8-bit and paged ones come from bitsandbytes.", advanced=True
+    )
+    num_epochs: float = field(1.0, "Passes over the training data (when max_steps is empty).", gt=0, le=1000)
+    max_steps: Optional[int] = field(None, "Stop after this many optimizer steps; overrides num_epochs.", ge=1)
+    batch_size: int = field(8, "Examples per device per forward pass.", ge=1, le=65536)
+    eval_batch_size: Optional[int] = field(None, "Examples per device for evaluation; empty: batch_size.", ge=1)
+    gradient_accumulation_steps: int = field(1, "Forward passes per optimizer step.", ge=1, le=4096)
+    max_seq_length: int = field(128, "Tokens per example; longer ones are truncated.", ge=8, le=1_048_576)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        "auto", "Mixed precision. auto: bf16 on GPUs that have it, fp32 on CPU."
+    )
+    gradient_checkpointing: bool = field(False, "Recompute activations in backward: less memory, ~30 % slower.")
+    seed: int = field(42, "Seed for weights, data order and dropout: same seed, same loss curve.", ge=0, le=2**32 - 1)
+    logging_steps: int = field(5, "Emit a step event with the loss every N steps.", ge=1)
+    eval_steps: int = field(50, "Evaluate every N steps (and always at the end); 0: only at the end.", ge=0)
+    save_steps: int = field(0, "Save a checkpoint every N steps (and on Stop); 0: only at the end.", ge=0)
+    save_total_limit: Optional[int] = field(2, "Keep at most this many checkpoints.", ge=1, advanced=True)
+    max_grad_norm: float = field(1.0, "Clip gradients to this norm; 0 turns clipping off.", ge=0, advanced=True)
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = field(
+        factory=list, help="Also log to these trackers (they must be installed).", advanced=True
+    )
+
+
+def _choice_section(kind: str, registry: Registry, default: str, help: str) -> type[Section]:
+    """A section with ``name`` plus one options sub-section per registered entry."""
+    fields: dict[str, Any] = {"name": (str, Field(default, description=help))}
+    for spec in registry:
+        fields[spec.name] = (spec.options, Field(default_factory=spec.options, description=spec.summary))
+
+    def check_name(cls, value: str) -> str:
+        if value not in registry:
+            raise ValueError(f"unknown {kind} {value!r}{registry.suggest(value)} (`ftkit {kind}s` lists them)")
+        return value
+
+    return create_model(
+        f"{kind.title()}Section",
+        __base__=Section,
+        __validators__={"_name": field_validator("name")(classmethod(check_name))},
+        **fields,
+    )
+
+
+MethodSection = _choice_section("method", methods, "lora", "Fine-tuning method; its options appear below it.")
+TaskSection = _choice_section("task", tasks, "classification", "What the model learns to do.")
+
+
+class RunConfig(Section):
+    """Everything one fine-tuning run needs, validated before anything runs."""
+
+    name: Optional[str] = field(None, "A label for the run; it prefixes the run id.", max_length=64)
+    runs_dir: Optional[str] = field(None, "Where runs are stored; empty: $FTKIT_RUNS_DIR or ./runs.")
+    resume_from: Optional[str] = field(
+        None, "Start from a checkpoint folder, or a run id (its latest checkpoint).", advanced=True
+    )
+    model: ModelSection = field(factory=ModelSection, help="The base model.")
+    data: DataSection = field(factory=DataSection, help="Training and evaluation data.")
+    task: TaskSection = field(factory=TaskSection, help="The task and its options.")
+    method: MethodSection = field(factory=MethodSection, help="The fine-tuning method and its options.")
+    quantization: QuantizationSection = field(factory=QuantizationSection, help="Quantizing the base model.")
+    distributed: DistributedSection = field(factory=DistributedSection, help="Processes, GPUs and DeepSpeed ZeRO.")
+    training: TrainingSection = field(factory=TrainingSection, help="Optimisation and cadence.")
+
+    # ---- derived facts -----------------------------------------------------
+
+    @property
+    def method_spec(self):
+        return methods.get(self.method.name)
+
+    @property
+    def task_spec(self):
+        return tasks.get(self.task.name)
+
+    @property
+    def method_options(self):
+        return getattr(self.method, self.method.name)
+
+    @property
+    def task_options(self):
+        return getattr(self.task, self.task.name)
+
+    @property
+    def bits(self) -> Optional[int]:
+        """Bits of the base model: the section's value, else what the method implies (QLoRA: 4)."""
+        return self.quantization.bits or self.method_spec.implies_bits
+
+    @property
+    def model_name(self) -> str:
+        return self.task_spec.default_model if self.model.name_or_path == "auto" else self.model.name_or_path
+
+    @property
+    def launcher(self) -> str:
+        d = self.distributed
+        if d.launcher != "auto":
+            return d.launcher
+        if d.zero_stage is not None:
+            return "deepspeed"
+        if d.num_processes > 1 or d.num_nodes > 1:
+            return "torchrun"
+        return "thread"
+
+    # ---- rules across fields -----------------------------------------------
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "RunConfig":
+        problems = []
+        spec, task, d = self.method_spec, self.task_spec, self.distributed
+        reason = spec.refuses(task.model_kind)
+        if reason:
+            problems.append(("method.name", f"{spec.name} cannot train task {task.name!r}: {reason}; pick another method"))
+        if self.bits and not spec.quantized_base:
+            problems.append((
+                "quantization.bits",
+                f"{spec.name} cannot train a {self.bits}-bit base: quantized weights take no gradient updates"
+                + ("" if spec.kind != "full" else "; pick an adapter method such as lora")
+                + " or set quantization.bits to none",
+            ))
+        if self.bits and d.zero_stage == 3:
+            problems.append((
+                "distributed.zero_stage",
+                f"ZeRO-3 partitions parameters, which DeepSpeed cannot do for {self.bits}-bit bitsandbytes "
+                "weights; use zero_stage 2 or quantization.bits none",
+            ))
+        if d.zero_stage == 3 and not spec.zero3:
+            problems.append(("distributed.zero_stage", f"{spec.name} does not run under ZeRO-3; use zero_stage 2"))
+        if d.offload_params != "none" and d.zero_stage != 3:
+            problems.append((
+                "distributed.offload_params",
+                "parameter offload needs zero_stage 3 (DeepSpeed ignores it below); set zero_stage 3 or offload_params none",
+            ))
+        if d.offload_optimizer != "none" and not d.zero_stage:
+            problems.append((
+                "distributed.offload_optimizer",
+                "optimizer offload needs a ZeRO stage of 1-3; set distributed.zero_stage",
+            ))
+        if "nvme" in (d.offload_optimizer, d.offload_params) and not d.nvme_path:
+            problems.append(("distributed.nvme_path", "nvme offload needs a folder on an NVMe drive; set nvme_path"))
+        if d.launcher == "thread" and (d.num_processes > 1 or d.num_nodes > 1 or d.zero_stage is not None):
+            problems.append((
+                "distributed.launcher",
+                "thread runs one process in the notebook kernel; use auto, torchrun or deepspeed for several "
+                "processes or DeepSpeed",
+            ))
+        if d.zero_stage is not None and d.launcher == "torchrun" and d.num_nodes > 1 and not d.master_port:
+            problems.append(("distributed.master_port", "several machines need a fixed master_port"))
+        if d.node_rank >= d.num_nodes:
+            problems.append(("distributed.node_rank", f"must be < num_nodes ({d.num_nodes}), got {d.node_rank}"))
+        if d.gpus is not None and len(d.gpus) != d.num_processes:
+            problems.append((
+                "distributed.gpus",
+                f"lists {len(d.gpus)} GPUs for num_processes {d.num_processes}; make them match",
+            ))
+        if problems:
+            raise ValueError("\n".join(f"{p}: {m}" for p, m in problems))
+        return self
+
+    # ---- construction and serialisation ------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Any, source: Optional[str] = None) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ConfigError([("", f"a config is a mapping of sections, got {type(data).__name__}")], source)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise from_validation(exc, cls, source) from None
+
+    def to_dict(self) -> dict:
+        """Plain data; method and task keep only the chosen entry's options."""
+        data = self.model_dump(mode="json")
+        for section in ("method", "task"):
+            chosen = data[section]["name"]
+            data[section] = {"name": chosen, chosen: data[section][chosen]}
+        return data
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, os.PathLike]) -> "RunConfig":
+        text = _read(path)
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError([("", f"not valid YAML: {exc}")], str(path)) from None
+        return cls.from_dict(data, str(path))
+
+    def to_yaml(self, path: Union[str, os.PathLike, None] = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, path: Union[str, os.PathLike]) -> "RunConfig":
+        try:
+            data = json.loads(_read(path))
+        except json.JSONDecodeError as exc:
+            raise ConfigError([("", f"not valid JSON: {exc}")], str(path)) from None
+        return cls.from_dict(data, str(path))
+
+    def to_json(self, path: Union[str, os.PathLike, None] = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def set(self, path: str, value: Any) -> "RunConfig":
+        """A new, validated config with ``path`` (dotted, e.g. ``method.lora.r``) set to ``value``."""
+        return self.update({path: value})
+
+    def update(self, changes: dict[str, Any]) -> "RunConfig":
+        """A new, validated config with several dotted paths set at once."""
+        data = self.model_dump(mode="json")
+        for path, value in changes.items():
+            node, keys = data, path.split(".")
+            for key in keys[:-1]:
+                if not isinstance(node.get(key), dict):
+                    if key not in node:
+                        raise ConfigError([(path, f"no such field {key!r}")])
+                    raise ConfigError([(path, f"{key!r} is a value, not a section")])
+                node = node[key]
+            node[keys[-1]] = value
+        return RunConfig.from_dict(data)
+
+    def get(self, path: str) -> Any:
+        node: Any = self
+        for key in path.split("."):
+            node = node[key] if isinstance(node, dict) else getattr(node, key)
+        return node
+
+    @classmethod
+    def preset(cls, name: str) -> "RunConfig":
+        path = PRESETS_DIR / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(list_presets())
+            raise ConfigError([("preset", f"unknown preset {name!r}; known: {known}")])
+        return cls.from_yaml(path)
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its one-line description (the file's first comment)."""
+    out = {}
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        out[path.stem] = first.lstrip("# ").strip() if first.startswith("#") else ""
+    return out
+
+
+def _read(path: Union[str, os.PathLike]) -> str:
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError([("", f"config file {str(path)!r} does not exist")]) from None
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read config file {str(path)!r}: {exc.strerror}")]) from None

@@ -1,0 +1,1 @@
+"""The training engine: the only layer that imports torch, transformers and peft."""

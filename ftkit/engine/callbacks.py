@@ -1,0 +1,199 @@
+"""The Trainer callback that turns training into events and obeys stop/pause/save requests."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional
+
+import psutil
+from transformers import TrainerCallback
+
+from ..control import REQUESTS, Control
+from ..events import make_event
+
+
+def memory() -> dict:
+    """Process RSS and, on a GPU, allocated/reserved/peak CUDA memory, in MB."""
+    import torch
+
+    out = {"rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
+    if torch.cuda.is_available():
+        out.update(
+            cuda_allocated_mb=round(torch.cuda.memory_allocated() / 2**20, 1),
+            cuda_reserved_mb=round(torch.cuda.memory_reserved() / 2**20, 1),
+            cuda_peak_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        )
+    return out
+
+
+class Recorder:
+    """What the summary needs, gathered as events pass."""
+
+    def __init__(self):
+        self.started = time.time()
+        self.train_started: Optional[float] = None
+        self.first_loss: Optional[float] = None
+        self.last_loss: Optional[float] = None
+        self.step = 0
+        self.max_steps = 0
+        self.tokens = 0
+        self.peak_rss_mb = 0.0
+        self.peak_cuda_mb = 0.0
+        self.metrics: dict = {}
+        self.best: Optional[dict] = None
+        self.checkpoint: Optional[str] = None
+        self.info: dict = {}
+
+    def see(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "step":
+            if self.first_loss is None:
+                self.first_loss = event.get("loss")
+            self.last_loss = event.get("loss", self.last_loss)
+            self.tokens = event.get("tokens", self.tokens)
+        if kind in ("step", "eval"):
+            self.step = max(self.step, event.get("step", 0))
+            self.peak_rss_mb = max(self.peak_rss_mb, event.get("rss_mb", 0))
+            self.peak_cuda_mb = max(self.peak_cuda_mb, event.get("cuda_peak_mb", 0))
+        if kind == "eval":
+            self.metrics = event["metrics"]
+        if kind == "checkpoint":
+            self.checkpoint = event["path"]
+
+    def note_best(self, name: str, value: float, step: int, greater_is_better: bool) -> None:
+        if self.best is None or (value > self.best["value"]) == greater_is_better and value != self.best["value"]:
+            self.best = {"metric": name, "value": value, "step": step}
+
+
+class EventCallback(TrainerCallback):
+    """Emits step/eval/checkpoint events from rank 0 and applies control requests on every rank."""
+
+    def __init__(self, emit: Callable[[dict], None], recorder: Recorder, control: Optional[Control],
+                 task_data: Any, tokenizer: Any, metric: str, greater_is_better: bool, started: dict):
+        self.emit = emit
+        self.rec = recorder
+        self.ctl = control
+        self.task_data = task_data
+        self.tokenizer = tokenizer
+        self.metric = metric
+        self.greater = greater_is_better
+        self.started_info = started
+        self.stopped = False
+        self._last_log: Optional[tuple[float, int, int]] = None
+
+    # ---- lifecycle --------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.rec.train_started = time.time()
+        self.rec.max_steps = state.max_steps
+        self._last_log = (time.time(), state.global_step, state.num_input_tokens_seen or 0)
+        if state.is_world_process_zero:
+            self.emit(make_event("started", max_steps=state.max_steps, start_step=state.global_step,
+                                 world_size=args.world_size, **self.started_info, **memory()))
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.ctl is None:
+            return
+        flags = self._requests(args)
+        if flags["save"]:
+            control.should_save = True
+        if flags["pause"] and not flags["stop"]:
+            if state.is_world_process_zero:
+                self.emit(make_event("status", status="paused", step=state.global_step))
+            while flags["pause"] and not flags["stop"]:
+                time.sleep(0.1)
+                flags = self._requests(args)
+            if state.is_world_process_zero:
+                self.emit(make_event("status", status="running", step=state.global_step))
+        if flags["stop"]:
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
+            if state.is_world_process_zero:
+                self.emit(make_event("status", status="stopping", step=state.global_step))
+
+    def _requests(self, args) -> dict:
+        """Rank 0's view of the requests, shared with every rank so they stop at the same step."""
+        flags = {name: self.ctl.wanted(name) for name in REQUESTS}
+        if flags["save"]:
+            self.ctl.consume("save")
+        if args.world_size > 1:
+            import torch
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                tensor = torch.tensor([float(flags[n]) for n in REQUESTS])
+                dist.broadcast(tensor, src=0)
+                flags = {n: bool(v) for n, v in zip(REQUESTS, tensor.tolist())}
+        return flags
+
+    # ---- metrics ----------------------------------------------------------
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        now, tokens = time.time(), state.num_input_tokens_seen or 0
+        t0, step0, tokens0 = self._last_log or (now, state.global_step, tokens)
+        dt = max(now - t0, 1e-9)
+        steps = state.global_step - step0
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        event = make_event(
+            "step",
+            step=state.global_step,
+            max_steps=state.max_steps,
+            epoch=round(state.epoch or 0.0, 4),
+            loss=logs["loss"],
+            learning_rate=logs.get("learning_rate"),
+            grad_norm=logs.get("grad_norm"),
+            tokens=tokens,
+            tokens_per_s=round((tokens - tokens0) / dt, 1),
+            samples_per_s=round(steps * batch / dt, 2),
+            s_per_step=round(dt / steps, 4) if steps else None,
+            elapsed=round(now - (self.rec.train_started or now), 2),
+            **memory(),
+        )
+        self._last_log = (now, state.global_step, tokens)
+        self.rec.see(event)
+        self.emit(event)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
+        if not state.is_world_process_zero or not metrics:
+            return
+        clean = {k[5:] if k.startswith("eval_") else k: v for k, v in metrics.items()
+                 if not k.endswith(("_runtime", "_per_second")) and k not in ("epoch", "num_input_tokens_seen")}
+        if self.task_data.from_loss and "loss" in clean:
+            clean.update(self.task_data.from_loss(clean["loss"]))
+        event = make_event("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4),
+                           metrics=clean, **memory())
+        self.rec.see(event)
+        if self.metric in clean:
+            self.rec.note_best(self.metric, clean[self.metric], state.global_step, self.greater)
+        self.emit(event)
+        if self.task_data.samples is not None and model is not None:
+            was_training = model.training
+            model.eval()
+            try:
+                import torch
+
+                with torch.no_grad():
+                    samples = self.task_data.samples(model, self.tokenizer)
+            finally:
+                model.train(was_training)
+            self.emit(make_event("sample", step=state.global_step, samples=samples))
+
+    def on_save(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            path = f"{args.output_dir}/checkpoint-{state.global_step}"
+            event = make_event("checkpoint", step=state.global_step, path=path)
+            self.rec.see(event)
+            self.emit(event)
+
+
+class StepHook(TrainerCallback):
+    """Calls a method's per-step hook after each optimizer step (AdaLoRA's budget update)."""
+
+    def __init__(self, hook: Callable[[Any, int], None], model: Any):
+        self.hook = hook
+        self.model = model
+
+    def on_optimizer_step(self, args, state, control, **kw):
+        self.hook(self.model, state.global_step)

@@ -1,0 +1,118 @@
+"""Loading the tokenizer and the base model for a config: dtype, quantization, task head."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from .. import models
+from ..errors import ConfigError
+from ..methods._base import HEAD_NAMES
+
+AUTO_CLASSES = {
+    "causal_lm": "AutoModelForCausalLM",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "seq_cls": "AutoModelForSequenceClassification",
+    "token_cls": "AutoModelForTokenClassification",
+    "qa": "AutoModelForQuestionAnswering",
+}
+
+
+def device_type() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _dtype(name: str):
+    import torch
+
+    if name == "auto":
+        if device_type() == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def _source(config) -> str:
+    """The loadable id or folder, with a clear message when a local path is missing."""
+    name = config.model_name
+    try:
+        source = models.resolve(name)
+    except ValueError as exc:
+        raise ConfigError([("model.name_or_path", str(exc).split(": ", 1)[-1])]) from None
+    if not models.is_builtin(name) and not os.path.isdir(os.path.expanduser(source)):
+        if source.startswith((".", "/", "~")) or source.count("/") > 1:
+            raise ConfigError([("model.name_or_path", f"{name!r} is not a folder, nor a Hub id (owner/name)")])
+    return source
+
+
+def load_tokenizer(config):
+    from transformers import AutoTokenizer
+
+    source = _source(config)
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            source, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code
+        )
+    except OSError as exc:
+        raise ConfigError([("model.name_or_path", f"cannot load a tokenizer from {config.model_name!r}: {exc}")]) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def quantization_config(config, model_kind: str):
+    bits = config.bits
+    if not bits:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    q = config.quantization
+    compute = _dtype(q.compute_dtype)
+    # task heads stay in full precision: bitsandbytes cannot train a quantized head
+    skip = [h for h in HEAD_NAMES if h != "lm_head"] + ["pre_classifier", "lm_head"]
+    if bits == 4:
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=skip,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
+def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
+    import transformers
+
+    kind = config.task_spec.model_kind
+    auto = getattr(transformers, AUTO_CLASSES[kind])
+    kwargs: dict = dict(
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+        dtype=_dtype(config.model.dtype),
+    )
+    if config.model.attn_implementation:
+        kwargs["attn_implementation"] = config.model.attn_implementation
+    if labels is not None and kind in ("seq_cls", "token_cls"):
+        kwargs.update(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+        )
+    quant = quantization_config(config, kind)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": local_rank if device_type() == "cuda" else "cpu"}
+    source = _source(config)
+    try:
+        model = auto.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise ConfigError([("model.name_or_path", f"cannot load {config.model_name!r}: {exc}")]) from None
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise ConfigError([(
+                "task.name",
+                f"{config.model_name!r} has no {kind} head for task {config.task.name!r}; choose a model built for it",
+            )]) from None
+        raise
+    if getattr(model.config, "pad_token_id", None) is None and kind == "seq_cls":
+        model.config.pad_token_id = model.config.eos_token_id
+    return model

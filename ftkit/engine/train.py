@@ -1,0 +1,282 @@
+"""``train(config, run_dir)``: one run from config to saved adapter, events all the way."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..control import Control
+from ..errors import ConfigError
+from ..events import JsonlWriter, fanout, make_event
+from .callbacks import EventCallback, Recorder, StepHook, memory
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total), counting 4-bit packed weights at their real element count."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if param.__class__.__name__ == "Params4bit":
+            n = int(math.prod(param.quant_state.shape)) if getattr(param, "quant_state", None) else n * 2
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def explain(exc: BaseException, config) -> str:
+    """A failure as one paragraph a user can act on."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        t = config.training
+        first = (
+            f"lower training.batch_size (now {t.batch_size}) and raise gradient_accumulation_steps"
+            if t.batch_size > 1 else
+            "turn on training.gradient_checkpointing" if not t.gradient_checkpointing else
+            f"lower training.max_seq_length (now {t.max_seq_length}) or set quantization.bits=4"
+        )
+        return f"out of memory: {first}. ({text})"
+    return text
+
+
+def training_arguments(config, output_dir: Path, generate: bool, has_eval: bool, deepspeed=None):
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+    from .loading import device_type
+
+    t = config.training
+    on_gpu = device_type() == "cuda"
+    precision = t.precision
+    if precision == "auto":
+        import torch
+
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    args_cls = Seq2SeqTrainingArguments if generate else TrainingArguments
+    extra = {"predict_with_generate": True} if generate else {}
+    eval_every = t.eval_steps if has_eval and t.eval_steps else None
+    return args_cls(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        optim=t.optimizer,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps or -1,
+        max_grad_norm=t.max_grad_norm,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every,
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        report_to=t.report_to or "none",
+        use_cpu=not on_gpu,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        deepspeed=deepspeed,
+        **extra,
+    )
+
+
+def train(config, run_dir, emit: Optional[Callable[[dict], None]] = None,
+          control: Optional[Control] = None) -> dict:
+    """Train ``config`` into ``run_dir``; returns the summary (also in ``summary.json``).
+
+    Never raises for a training failure: it ends as ``failed`` with the reason
+    in the summary and the final event, and everything written so far stays.
+    """
+    run_dir = Path(run_dir)
+    is_main = _rank() == 0
+    writer = JsonlWriter(run_dir / "events.jsonl") if is_main else None
+    sink = fanout(*(s for s in (writer, emit) if s is not None))
+    rec = Recorder()
+
+    def say(event: dict) -> None:
+        rec.see(event)
+        sink(event)
+
+    status, reason = "finished", None
+    try:
+        say(make_event("status", status="starting", pid=os.getpid(), **memory()))
+        stopped = _train(config, run_dir, say, control, rec)
+        if stopped:
+            status, reason = "stopped", "stopped on request"
+    except KeyboardInterrupt:
+        status, reason = "stopped", "interrupted"
+    except BaseException as exc:  # every failure ends as an event, never as a lost run
+        status, reason = "failed", explain(exc, config)
+        if is_main:
+            say(make_event("log", level="error", message=traceback.format_exc()[-4000:]))
+    summary = _summary(config, run_dir, rec, status, reason)
+    if is_main:
+        tmp = run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(run_dir / "summary.json")
+        say(make_event("ended", status=status, reason=reason, summary=summary))
+    if writer is not None:
+        writer.close()
+    return summary
+
+
+def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder) -> bool:
+    import transformers
+    from transformers import PrinterCallback, Seq2SeqTrainer, Trainer
+
+    from ..data import load_rows
+    from ..methods import BuildContext
+    from ..tasks import TaskContext
+    from .loading import device_type, load_model, load_tokenizer
+
+    transformers.logging.set_verbosity_error()
+    t = config.training
+    task, method = config.task_spec, config.method_spec
+    transformers.set_seed(t.seed)
+
+    log = lambda message: say(make_event("log", level="info", message=message))  # noqa: E731
+    tokenizer = load_tokenizer(config)
+    train_rows, eval_rows = load_rows(config)
+    log(f"data: {len(train_rows)} training and {len(eval_rows)} evaluation rows")
+    labels = task.label_names(train_rows, config.task_options)
+    model = load_model(config, labels, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    log(f"model: {config.model_name} ({type(model).__name__})")
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = t.batch_size * t.gradient_accumulation_steps * world
+    total_steps = t.max_steps or max(1, math.ceil(len(train_rows) / per_step * t.num_epochs))
+    ctx = BuildContext(
+        model_kind=task.model_kind,
+        model_type=getattr(model.config, "model_type", ""),
+        quantized=bool(config.bits),
+        total_steps=total_steps,
+        gradient_checkpointing=t.gradient_checkpointing,
+        tokenizer=tokenizer,
+    )
+    if t.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    model = method.apply(model, config.method_options, ctx)
+    trainable, total = count_parameters(model)
+    rec.info = {"trainable_params": trainable, "total_params": total}
+    log(f"method: {method.title}, {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f} %)")
+
+    task_data = task.prepare(TaskContext(
+        tokenizer=tokenizer, options=config.task_options, max_length=t.max_seq_length,
+        train_rows=train_rows, eval_rows=eval_rows, model_config=model.config, seed=t.seed,
+    ))
+    has_eval = task_data.eval is not None and len(task_data.eval) > 0
+    args = training_arguments(config, run_dir / "checkpoints", task_data.generate, has_eval,
+                              deepspeed=_deepspeed_config(config))
+    if task_data.generate:
+        args.generation_max_length = task_data.generation_kwargs.get("max_length", t.max_seq_length)
+        args.generation_num_beams = task_data.generation_kwargs.get("num_beams", 1)
+    callback = EventCallback(
+        say, rec, control, task_data, tokenizer, task.metric, task.greater_is_better,
+        started=dict(device=device_type(), trainable_params=trainable, total_params=total,
+                     method=method.name, task=task.name, model=config.model_name,
+                     train_rows=len(train_rows), eval_rows=len(eval_rows)),
+    )
+    callbacks = [callback] + ([StepHook(ctx.on_step, model)] if ctx.on_step else [])
+    trainer_cls = Seq2SeqTrainer if task_data.generate else Trainer
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=task_data.train,
+        eval_dataset=task_data.eval if has_eval else None,
+        data_collator=task_data.collator, processing_class=tokenizer,
+        compute_metrics=task_data.compute_metrics if has_eval else None,
+        preprocess_logits_for_metrics=task_data.preprocess_logits,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # events replace its printed dicts
+    trainer.train(resume_from_checkpoint=_checkpoint(config))
+    ended_on_eval = t.eval_steps and trainer.state.global_step % t.eval_steps == 0
+    if has_eval and not callback.stopped and not ended_on_eval:
+        trainer.evaluate()
+    final = run_dir / "final"
+    trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(final))
+        log(f"saved {'adapter' if method.kind != 'full' else 'model'} to {final}")
+    return callback.stopped
+
+
+def _checkpoint(config) -> Optional[str]:
+    """The checkpoint folder ``resume_from`` names (a folder, or a run id: its latest)."""
+    if not config.resume_from:
+        return None
+    path = Path(config.resume_from).expanduser()
+    if path.is_dir() and (path / "trainer_state.json").exists():
+        return str(path)
+    from ..store import RunStore
+
+    try:
+        record = RunStore(config.runs_dir).get(config.resume_from)
+    except KeyError:
+        record = None
+    found = record.checkpoints() if record else []
+    if not found:
+        raise ConfigError([("resume_from", f"{config.resume_from!r} is neither a checkpoint folder nor a run with checkpoints")])
+    return str(found[-1])
+
+
+def _deepspeed_config(config) -> Optional[dict]:
+    if config.distributed.zero_stage is None:
+        return None
+    from ..zero import render
+
+    return render(config)
+
+
+def _summary(config, run_dir: Path, rec: Recorder, status: str, reason: Optional[str]) -> dict:
+    now = time.time()
+    train_s = now - rec.train_started if rec.train_started else 0.0
+    steps_done = rec.step
+    info = rec.info
+    return {
+        "run_id": run_dir.name,
+        "status": status,
+        "reason": reason,
+        "method": config.method.name,
+        "task": config.task.name,
+        "model": config.model_name,
+        "bits": config.bits,
+        "zero_stage": config.distributed.zero_stage,
+        "steps": steps_done,
+        "max_steps": rec.max_steps,
+        "loss_first": rec.first_loss,
+        "loss_last": rec.last_loss,
+        "metrics": rec.metrics,
+        "best": rec.best,
+        "trainable_params": info.get("trainable_params"),
+        "total_params": info.get("total_params"),
+        "trainable_pct": round(100 * info["trainable_params"] / info["total_params"], 4) if info.get("total_params") else None,
+        "wall_s": round(now - rec.started, 2),
+        "train_s": round(train_s, 2),
+        "s_per_step": round(train_s / steps_done, 4) if steps_done else None,
+        "tokens_seen": rec.tokens,
+        "tokens_per_s": round(rec.tokens / train_s, 1) if train_s and rec.tokens else None,
+        "peak_rss_mb": rec.peak_rss_mb or None,
+        "peak_cuda_mb": rec.peak_cuda_mb or None,
+        "checkpoint": rec.checkpoint,
+        "final_dir": str(run_dir / "final") if (run_dir / "final").exists() else None,
+    }

@@ -1,0 +1,111 @@
+"""LoRA and the variants peft builds on it: rsLoRA, DoRA, PiSSA, OLoRA, LoftQ and QLoRA."""
+from __future__ import annotations
+
+from typing import Literal
+
+from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ..schema import field
+
+
+class LoraOptions(AdapterOptions):
+    r: int = field(8, "Rank of the update matrices A (r x d_in) and B (d_out x r).", ge=1, le=4096)
+    lora_alpha: float = field(16, "Scale of the update: alpha / r (alpha / sqrt(r) with rsLoRA).", gt=0)
+    lora_dropout: float = field(0.05, "Dropout on the adapter's input.", ge=0, lt=1)
+    bias: Literal["none", "all", "lora_only"] = field("none", "Which biases train too.", advanced=True)
+
+
+class LoftQOptions(LoraOptions):
+    loftq_bits: Literal[2, 4, 8] = field(4, "Bits of the quantized backbone LoftQ initialises against.")
+    loftq_iter: int = field(1, "Alternating quantize/SVD iterations.", ge=1, le=10)
+
+
+def _loftq_config(options, model, ctx):
+    from peft import LoftQConfig
+
+    return {
+        "init_lora_weights": "loftq",
+        "loftq_config": LoftQConfig(loftq_bits=options.loftq_bits, loftq_iter=options.loftq_iter),
+    }
+
+
+LORA_TRADES = Trades("low", "low (0.1-2 %)", "fast", "close to full fine-tuning on most tasks")
+
+SPECS = [
+    MethodSpec(
+        name="lora",
+        title="LoRA",
+        family="lora",
+        summary="Low-rank update B·A added to frozen linear layers.",
+        options=LoraOptions,
+        apply=peft_apply("LoraConfig"),
+        trades=LORA_TRADES,
+        peft_type="LORA",
+    ),
+    MethodSpec(
+        name="qlora",
+        title="QLoRA",
+        family="lora",
+        summary="LoRA on a 4-bit (nf4) base model quantized by bitsandbytes.",
+        options=LoraOptions,
+        apply=peft_apply("LoraConfig"),
+        trades=Trades("lowest", "low (0.1-2 %)", "slower (dequantizes each step)",
+                      "base weights at ~0.5 byte/param; small quality loss from quantization"),
+        implies_bits=4,
+        zero3=False,
+        peft_type="LORA",
+    ),
+    MethodSpec(
+        name="rslora",
+        title="rsLoRA",
+        family="lora",
+        summary="LoRA scaled by alpha/sqrt(r): stable learning at high ranks.",
+        options=LoraOptions,
+        apply=peft_apply("LoraConfig", fixed={"use_rslora": True}),
+        trades=Trades("low", "low (0.1-2 %)", "fast", "helps when r is large"),
+        peft_type="LORA",
+    ),
+    MethodSpec(
+        name="dora",
+        title="DoRA",
+        family="lora",
+        summary="Weight-decomposed LoRA: trains a magnitude vector and a LoRA direction.",
+        options=LoraOptions,
+        apply=peft_apply("LoraConfig", fixed={"use_dora": True}),
+        trades=Trades("low", "low (LoRA + one vector per layer)", "slower than LoRA (~1.3-2x)",
+                      "often closer to full fine-tuning than LoRA at low rank"),
+        peft_type="LORA",
+    ),
+    MethodSpec(
+        name="pissa",
+        title="PiSSA",
+        family="lora",
+        summary="LoRA initialised from the principal singular vectors of each weight.",
+        options=LoraOptions,
+        apply=peft_apply("LoraConfig", fixed={"init_lora_weights": "pissa_niter_4"}),
+        trades=Trades("low", "low (0.1-2 %)", "fast (SVD once at start)", "converges faster than LoRA"),
+        peft_type="LORA",
+    ),
+    MethodSpec(
+        name="olora",
+        title="OLoRA",
+        family="lora",
+        summary="LoRA initialised from a QR decomposition of each weight.",
+        options=LoraOptions,
+        apply=peft_apply("LoraConfig", fixed={"init_lora_weights": "olora"}),
+        trades=Trades("low", "low (0.1-2 %)", "fast (QR once at start)", "converges faster than LoRA"),
+        quantized_base=False,
+        peft_type="LORA",
+    ),
+    MethodSpec(
+        name="loftq",
+        title="LoftQ",
+        family="lora",
+        summary="LoRA initialised to offset the error of quantizing the base.",
+        options=LoftQOptions,
+        apply=peft_apply("LoraConfig", extra=_loftq_config, own=("loftq_bits", "loftq_iter")),
+        trades=Trades("low", "low (0.1-2 %)", "fast (quantize+SVD at start)",
+                      "recovers quality lost to low-bit quantization"),
+        quantized_base=False,
+        peft_type="LORA",
+    ),
+]

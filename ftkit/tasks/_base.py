@@ -1,0 +1,59 @@
+"""What a task is: columns it reads, the model head it trains, its metric, its built-in data.
+
+The light half (names, columns, options, built-in rows) imports nothing heavy;
+``prepare`` runs in the worker and may import transformers, datasets and torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..schema import Options
+
+
+@dataclass
+class TaskContext:
+    """What ``prepare`` gets: tokenizer, options and the rows already column-mapped."""
+
+    tokenizer: Any
+    options: Any
+    max_length: int
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    model_config: Any = None  # transformers config of the base model, when loaded
+    seed: int = 0
+
+
+@dataclass
+class TaskData:
+    """Everything the engine needs from a task to build a Trainer."""
+
+    train: Any  # datasets.Dataset, tokenized
+    eval: Any
+    collator: Any = None
+    compute_metrics: Optional[Callable[[Any], dict]] = None
+    preprocess_logits: Optional[Callable[[Any, Any], Any]] = None
+    generate: bool = False  # Seq2SeqTrainer with predict_with_generate
+    generation_kwargs: dict = field(default_factory=dict)
+    #: callable(model, tokenizer) -> list of {"prompt", "output"}; logged at each eval
+    samples: Optional[Callable[[Any, Any], list[dict]]] = None
+    #: derives metrics from the eval loss (perplexity)
+    from_loss: Optional[Callable[[float], dict]] = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    title: str
+    summary: str
+    model_kind: str  # one of methods._base.MODEL_KINDS
+    default_model: str  # builtin:* id used when model.name_or_path is "auto"
+    columns: dict[str, str]  # column -> what it holds
+    metric: str  # primary metric, reported and used for "best"
+    greater_is_better: bool
+    options: type[Options]
+    builtin: Callable[[], list[dict]]  # the project's own data, deterministic
+    prepare: Callable[[TaskContext], TaskData]
+    label_names: Callable[[list[dict], Any], Optional[list[str]]] = lambda rows, options: None
+    scenario: str = ""  # row of the scenario table this task answers
+    metrics: tuple[str, ...] = ()
