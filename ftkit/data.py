@@ -39,7 +39,7 @@ def read_source(source: str, field_path: str = "data.source") -> list[dict]:
         raise ConfigError([(field_path, f"cannot read {source!r}: {type(exc).__name__}: {exc}")]) from None
 
 
-def map_columns(rows: list[dict], config, field_path: str) -> list[dict]:
+def map_columns(rows: list[dict], config, source: str) -> list[dict]:
     """Rename user columns to the task's and check every required one is present."""
     spec = config.task_spec
     mapping = {task_col: config.data.columns.get(task_col, task_col) for task_col in spec.columns}
@@ -51,7 +51,7 @@ def map_columns(rows: list[dict], config, field_path: str) -> list[dict]:
         if user_col not in present:
             raise ConfigError([(
                 f"data.columns.{task_col}",
-                f"column {user_col!r} not found in {field_path} (it has: {', '.join(sorted(present)) or 'no rows'}); "
+                f"column {user_col!r} not found in {source} (it has: {', '.join(sorted(present)) or 'no rows'}); "
                 f"map yours with data.columns.{task_col}=<your column>",
             )])
     return [{task_col: row[user_col] for task_col, user_col in mapping.items()} for row in rows]
@@ -63,11 +63,11 @@ def load_rows(config) -> tuple[list[dict], list[dict]]:
     if d.source == "builtin":
         rows = config.task_spec.builtin()
     else:
-        rows = map_columns(read_source(d.source), config, "data.source")
+        rows = map_columns(read_source(d.source), config, d.source)
     if not rows:
         raise ConfigError([("data.source", "has no rows")])
     if d.eval_source:
-        train, evals = rows, map_columns(read_source(d.eval_source, "data.eval_source"), config, "data.eval_source")
+        train, evals = rows, map_columns(read_source(d.eval_source, "data.eval_source"), config, d.eval_source)
     else:
         order = list(range(len(rows)))
         random.Random(SPLIT_SEED).shuffle(order)

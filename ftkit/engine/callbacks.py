@@ -42,6 +42,7 @@ class Recorder:
         self.best: Optional[dict] = None
         self.checkpoint: Optional[str] = None
         self.info: dict = {}
+        self.rank_peak_rss_mb: Optional[list] = None
 
     def see(self, event: dict) -> None:
         kind = event["type"]
@@ -54,6 +55,8 @@ class Recorder:
             self.step = max(self.step, event.get("step", 0))
             self.peak_rss_mb = max(self.peak_rss_mb, event.get("rss_mb", 0))
             self.peak_cuda_mb = max(self.peak_cuda_mb, event.get("cuda_peak_mb", 0))
+        if kind == "step" and event.get("rank_peak_rss_mb"):
+            self.rank_peak_rss_mb = event["rank_peak_rss_mb"]
         if kind == "eval":
             self.metrics = event["metrics"]
         if kind == "checkpoint":
@@ -68,7 +71,8 @@ class EventCallback(TrainerCallback):
     """Emits step/eval/checkpoint events from rank 0 and applies control requests on every rank."""
 
     def __init__(self, emit: Callable[[dict], None], recorder: Recorder, control: Optional[Control],
-                 task_data: Any, tokenizer: Any, metric: str, greater_is_better: bool, started: dict):
+                 task_data: Any, tokenizer: Any, metric: str, greater_is_better: bool, started: dict,
+                 run_dir: Any = None):
         self.emit = emit
         self.rec = recorder
         self.ctl = control
@@ -78,17 +82,22 @@ class EventCallback(TrainerCallback):
         self.greater = greater_is_better
         self.started_info = started
         self.stopped = False
+        self.run_dir = run_dir
         self._last_log: Optional[tuple[float, int, int]] = None
 
     # ---- lifecycle --------------------------------------------------------
 
     def on_train_begin(self, args, state, control, **kw):
         self.rec.train_started = time.time()
+        self._rank_memory(args, state)
         self.rec.max_steps = state.max_steps
         self._last_log = (time.time(), state.global_step, state.num_input_tokens_seen or 0)
         if state.is_world_process_zero:
             self.emit(make_event("started", max_steps=state.max_steps, start_step=state.global_step,
                                  world_size=args.world_size, **self.started_info, **memory()))
+
+    def on_train_end(self, args, state, control, **kw):
+        self.rec.step = state.global_step
 
     def on_step_end(self, args, state, control, **kw):
         if self.ctl is None:
@@ -113,7 +122,8 @@ class EventCallback(TrainerCallback):
 
     def _requests(self, args) -> dict:
         """Rank 0's view of the requests, shared with every rank so they stop at the same step."""
-        flags = {name: self.ctl.wanted(name) for name in REQUESTS}
+        # only rank 0 reads (and consumes) the requests; the others take its view below
+        flags = {name: args.process_index == 0 and self.ctl.wanted(name) for name in REQUESTS}
         if flags["save"]:
             self.ctl.consume("save")
         if args.world_size > 1:
@@ -128,8 +138,43 @@ class EventCallback(TrainerCallback):
 
     # ---- metrics ----------------------------------------------------------
 
+    def _rank_memory(self, args, state) -> dict:
+        """Write this rank's memory to ``run_dir/ranks/rank-N.json``; rank 0 gathers every rank's."""
+        if self.run_dir is None:
+            return {}
+        import os
+        import resource
+
+        from ..worker import update_rank
+
+        rank = args.process_index
+        rss = psutil.Process().memory_info().rss / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        try:
+            update_rank(self.run_dir, rank, rank=rank, pid=os.getpid(), step=state.global_step,
+                        rss_mb=round(rss, 1), peak_rss_mb=round(max(peak, rss), 1))
+        except OSError:
+            return {}
+        if rank != 0:
+            return {}
+        import json
+        from pathlib import Path
+
+        now, peaks = [], []
+        for r in range(args.world_size):
+            try:
+                data = json.loads((Path(self.run_dir) / "ranks" / f"rank-{r}.json").read_text())
+            except (OSError, ValueError):
+                data = {}
+            now.append(data.get("rss_mb"))
+            peaks.append(data.get("peak_rss_mb"))
+        return {"rank_rss_mb": now, "rank_peak_rss_mb": peaks}
+
     def on_log(self, args, state, control, logs=None, **kw):
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
+        if not logs or "loss" not in logs:
+            return
+        ranks = self._rank_memory(args, state)
+        if not state.is_world_process_zero:
             return
         now, tokens = time.time(), state.num_input_tokens_seen or 0
         t0, step0, tokens0 = self._last_log or (now, state.global_step, tokens)
@@ -150,6 +195,7 @@ class EventCallback(TrainerCallback):
             s_per_step=round(dt / steps, 4) if steps else None,
             elapsed=round(now - (self.rec.train_started or now), 2),
             **memory(),
+            **ranks,
         )
         self._last_log = (now, state.global_step, tokens)
         self.rec.see(event)
@@ -162,12 +208,7 @@ class EventCallback(TrainerCallback):
                  if not k.endswith(("_runtime", "_per_second")) and k not in ("epoch", "num_input_tokens_seen")}
         if self.task_data.from_loss and "loss" in clean:
             clean.update(self.task_data.from_loss(clean["loss"]))
-        event = make_event("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4),
-                           metrics=clean, **memory())
-        self.rec.see(event)
-        if self.metric in clean:
-            self.rec.note_best(self.metric, clean[self.metric], state.global_step, self.greater)
-        self.emit(event)
+        samples = None
         if self.task_data.samples is not None and model is not None:
             was_training = model.training
             model.eval()
@@ -178,6 +219,15 @@ class EventCallback(TrainerCallback):
                     samples = self.task_data.samples(model, self.tokenizer)
             finally:
                 model.train(was_training)
+            if samples and self.task_data.sample_metrics is not None:
+                clean.update(self.task_data.sample_metrics(samples))
+        event = make_event("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4),
+                           metrics=clean, **memory())
+        self.rec.see(event)
+        if self.metric in clean:
+            self.rec.note_best(self.metric, clean[self.metric], state.global_step, self.greater)
+        self.emit(event)
+        if samples is not None:
             self.emit(make_event("sample", step=state.global_step, samples=samples))
 
     def on_save(self, args, state, control, **kw):

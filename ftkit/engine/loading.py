@@ -1,7 +1,6 @@
 """Loading the tokenizer and the base model for a config: dtype, quantization, task head."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from .. import models
@@ -34,16 +33,11 @@ def _dtype(name: str):
 
 
 def _source(config) -> str:
-    """The loadable id or folder, with a clear message when a local path is missing."""
-    name = config.model_name
+    """The loadable id or folder; a missing local path is a config error, not a traceback."""
     try:
-        source = models.resolve(name)
+        return models.resolve(config.model_name)
     except ValueError as exc:
-        raise ConfigError([("model.name_or_path", str(exc).split(": ", 1)[-1])]) from None
-    if not models.is_builtin(name) and not os.path.isdir(os.path.expanduser(source)):
-        if source.startswith((".", "/", "~")) or source.count("/") > 1:
-            raise ConfigError([("model.name_or_path", f"{name!r} is not a folder, nor a Hub id (owner/name)")])
-    return source
+        raise ConfigError([("model.name_or_path", str(exc))]) from None
 
 
 def load_tokenizer(config):
@@ -116,3 +110,29 @@ def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
     if getattr(model.config, "pad_token_id", None) is None and kind == "seq_cls":
         model.config.pad_token_id = model.config.eos_token_id
     return model
+
+
+def load_trained(run_path, checkpoint: Optional[str] = None):
+    """(model, tokenizer, config) of a finished run: base model plus its saved adapter.
+
+    Full fine-tuning runs saved the whole model, which loads on its own.
+    """
+    from pathlib import Path
+
+    from ..config import RunConfig
+    from ..data import load_rows
+
+    run_path = Path(run_path)
+    config = RunConfig.from_json(run_path / "config.json")
+    weights = Path(checkpoint) if checkpoint else run_path / "final"
+    train_rows, _ = load_rows(config)
+    labels = config.task_spec.label_names(train_rows, config.task_options)
+    tokenizer = load_tokenizer(config)
+    if config.method_spec.kind == "full":
+        model = load_model(config.set("model.name_or_path", str(weights)), labels)
+    else:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_model(config, labels), str(weights))
+    model.eval()
+    return model, tokenizer, config

@@ -150,7 +150,11 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
     from ..tasks import TaskContext
     from .loading import device_type, load_model, load_tokenizer
 
+    import datasets
+
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     t = config.training
     task, method = config.task_spec, config.method_spec
     transformers.set_seed(t.seed)
@@ -193,6 +197,7 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
         args.generation_num_beams = task_data.generation_kwargs.get("num_beams", 1)
     callback = EventCallback(
         say, rec, control, task_data, tokenizer, task.metric, task.greater_is_better,
+        run_dir=run_dir,
         started=dict(device=device_type(), trainable_params=trainable, total_params=total,
                      method=method.name, task=task.name, model=config.model_name,
                      train_rows=len(train_rows), eval_rows=len(eval_rows)),
@@ -276,6 +281,7 @@ def _summary(config, run_dir: Path, rec: Recorder, status: str, reason: Optional
         "tokens_seen": rec.tokens,
         "tokens_per_s": round(rec.tokens / train_s, 1) if train_s and rec.tokens else None,
         "peak_rss_mb": rec.peak_rss_mb or None,
+        "rank_peak_rss_mb": rec.rank_peak_rss_mb,
         "peak_cuda_mb": rec.peak_cuda_mb or None,
         "checkpoint": rec.checkpoint,
         "final_dir": str(run_dir / "final") if (run_dir / "final").exists() else None,
