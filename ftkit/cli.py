@@ -176,6 +176,14 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from .plan import plan, plan_text
+
+    result = plan(load_config(args))
+    print(json.dumps(result, indent=2) if args.json else plan_text(result))
+    return 0
+
+
 def _run_rows(runs_dir: Optional[str]) -> list[dict]:
     from .store import RunStore
 
@@ -291,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     p.set_defaults(func=cmd_config, runs_dir=None)
 
+    p = sub.add_parser("plan", help="what a config would train, from the model's config.json alone (no weights)")
+    _add_config_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan, runs_dir=None)
+
     p = sub.add_parser("runs", help="list runs on disk")
     p.add_argument("--runs-dir")
     p.add_argument("--json", action="store_true")
@@ -319,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
