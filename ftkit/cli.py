@@ -257,6 +257,9 @@ def cmd_methods(args) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(_table(rows, ["name", "title", "memory", "params", "mergeable", "summary"]))
+        from .methods._unsupported import UNSUPPORTED
+
+        print("\nnot offered: " + "; ".join(f"{name} ({why})" for name, why in UNSUPPORTED.items()))
     return 0
 
 

@@ -21,6 +21,13 @@ def preflight(config) -> None:
         models.check(config.model_name)
     except ValueError as exc:
         raise ConfigError([("model.name_or_path", str(exc))]) from None
+    spec = config.method_spec
+    if spec.needs_cuda:
+        import torch  # only for the few methods peft runs on CUDA alone
+
+        if not torch.cuda.is_available():
+            raise ConfigError([("method.name", f"{spec.title} runs only on a CUDA GPU in peft; none is visible here. "
+                                               "Use lora, or qlora for a quantized base")])
     load_rows(config)
     root = runs_root(config.runs_dir)
     try:

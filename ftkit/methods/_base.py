@@ -63,6 +63,7 @@ class MethodSpec:
     implies_bits: Optional[int] = None  # QLoRA: quantize the base to this many bits unless set
     zero3: bool = True  # works with DeepSpeed ZeRO-3 parameter partitioning
     barely_learns: bool = False  # loss hardly moves in a few steps; tests check parameters instead
+    needs_cuda: bool = False  # peft's implementation only runs on a CUDA (or XPU) device
     peft_type: Optional[str] = None
     why_not: dict[str, str] = dc_field(default_factory=dict)  # model kind -> reason it is refused
 

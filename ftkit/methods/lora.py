@@ -83,6 +83,7 @@ SPECS = [
         options=LoraOptions,
         apply=peft_apply("LoraConfig", fixed={"init_lora_weights": "pissa_niter_4"}),
         trades=Trades("low", "low (0.1-2 %)", "fast (SVD once at start)", "converges faster than LoRA"),
+        quantized_base=False,  # peft initialises PiSSA from full-precision weights only
         peft_type="LORA",
     ),
     MethodSpec(
@@ -93,7 +94,6 @@ SPECS = [
         options=LoraOptions,
         apply=peft_apply("LoraConfig", fixed={"init_lora_weights": "olora"}),
         trades=Trades("low", "low (0.1-2 %)", "fast (QR once at start)", "converges faster than LoRA"),
-        quantized_base=False,
         peft_type="LORA",
     ),
     MethodSpec(
@@ -106,6 +106,7 @@ SPECS = [
         trades=Trades("low", "low (0.1-2 %)", "fast (quantize+SVD at start)",
                       "recovers quality lost to low-bit quantization"),
         quantized_base=False,
+        needs_cuda=True,  # peft runs LoftQ's quantize/SVD rounds on a GPU
         peft_type="LORA",
     ),
 ]

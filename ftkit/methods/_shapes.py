@@ -1,0 +1,43 @@
+"""Sizes read off a loaded model, for options that must divide its layer widths."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._base import HEAD_NAMES
+
+
+def linear_gcd(model: Any) -> int:
+    """Greatest common divisor of the in/out widths of the model's linear layers, task heads left out."""
+    import torch
+
+    found = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not set(name.split(".")) & set(HEAD_NAMES):
+            found = math.gcd(found, math.gcd(module.in_features, module.out_features))
+    return found or 1
+
+
+def divisor_up_to(n: int, cap: int) -> int:
+    """The largest divisor of ``n`` that is at most ``cap``."""
+    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
+
+
+def num_layers(model: Any) -> int:
+    config = getattr(model, "config", None)
+    for key in ("num_hidden_layers", "num_layers", "n_layer"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1
+
+
+def linear_pattern(model: Any) -> str:
+    """A regex matching every linear layer outside the task heads, by full name."""
+    import re
+
+    import torch
+
+    names = [name for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and not set(name.split(".")) & set(HEAD_NAMES)]
+    return "^(" + "|".join(re.escape(n) for n in names) + ")$"

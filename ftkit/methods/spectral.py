@@ -1,0 +1,76 @@
+"""Updates learned in a transformed domain: FourierFT (Fourier), WaveFT (wavelets), C3A (circular convolution)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._shapes import divisor_up_to, linear_gcd
+from ..schema import field
+
+
+def _mapping(name: str) -> str:
+    return f"TRANSFORMERS_MODELS_TO_{name}_TARGET_MODULES_MAPPING"
+
+
+class FourierFTOptions(AdapterOptions):
+    n_frequency: int = field(1000, "Learnable spectral coefficients per layer (at most in x out).", ge=1)
+    scaling: float = field(150.0, "Scale of the reconstructed update, like LoRA's alpha.", gt=0)
+    random_loc_seed: int = field(777, "Seed of the randomly chosen frequency locations.", ge=0, advanced=True)
+
+
+class WaveFTOptions(AdapterOptions):
+    n_frequency: int = field(2592, "Learnable wavelet coefficients per layer (at most in x out).", ge=1)
+    scaling: float = field(25.0, "Scale of the reconstructed update, like LoRA's alpha.", gt=0)
+    wavelet_family: Literal["db1", "db2", "db3", "sym2", "sym3", "coif1"] = field(
+        "db1", "Wavelet of the transform (db1 is Haar).")
+    use_idwt: bool = field(True, "Reconstruct the update with the inverse wavelet transform (false: use the "
+                           "coefficients directly, faster).", advanced=True)
+    random_loc_seed: int = field(777, "Seed of the randomly chosen coefficient locations.", ge=0, advanced=True)
+
+
+class C3AOptions(AdapterOptions):
+    block_size: Optional[int] = field(
+        None, "Size of the circulant blocks; must divide every adapted layer's widths. Parameters per layer: "
+        "in x out / block_size. Empty: the greatest common divisor of the model's linear widths (up to 1024).",
+        ge=1, le=8192,
+    )
+
+
+def _c3a_extra(options, model, ctx):
+    if options.block_size:
+        return {}
+    return {"block_size": divisor_up_to(linear_gcd(model), 1024)}
+
+
+SPECS = [
+    MethodSpec(
+        name="fourierft",
+        title="FourierFT",
+        family="spectral",
+        summary="Learns a few spectral coefficients per weight; the inverse Fourier transform gives the update.",
+        options=FourierFTOptions,
+        apply=peft_apply("FourierFTConfig", targets_mapping=_mapping("FOURIERFT")),
+        trades=Trades("low", "lowest (n_frequency per layer)", "medium", "far fewer parameters than LoRA"),
+        peft_type="FOURIERFT",
+    ),
+    MethodSpec(
+        name="waveft",
+        title="WaveFT",
+        family="spectral",
+        summary="Learns sparse wavelet coefficients per weight; the inverse wavelet transform gives the update.",
+        options=WaveFTOptions,
+        apply=peft_apply("WaveFTConfig", targets_mapping=_mapping("WAVEFT")),
+        trades=Trades("low", "lowest", "medium", "fine control of the parameter count"),
+        peft_type="WAVEFT",
+    ),
+    MethodSpec(
+        name="c3a",
+        title="C3A",
+        family="spectral",
+        summary="Circular-convolution adapter: a block-circulant update computed with FFTs.",
+        options=C3AOptions,
+        apply=peft_apply("C3AConfig", extra=_c3a_extra, targets_mapping=_mapping("C3A")),
+        trades=Trades("low", "low", "medium", "high-rank update; block_size sets the size"),
+        peft_type="C3A",
+    ),
+]
