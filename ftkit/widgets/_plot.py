@@ -1,0 +1,215 @@
+"""Plot helpers that keep live updates small however long a run grows.
+
+A plotted series is two traces drawn as one line: a *history* trace holding
+older points, decimated to at most ``max_points``, and a short *tail* trace
+that takes the new points. An ordinary update re-sends only the tail (about
+``tail_points`` points at most); when the tail fills up it is folded into the
+history, which is then re-sent once, and one update folds at most one series.
+So the bytes of an update are bounded by the tails plus one history, never by
+the run's length. Points travel as typed arrays (float32, or float64 for large x), which
+plotly sends as binary buffers and validates without a per-element loop.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional
+
+import numpy as np
+import plotly.graph_objects as go
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+
+
+def tidy(value: Any) -> Any:
+    """A number rounded to 6 significant digits (fewer bytes on the wire, same plot)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.6g}")
+
+
+class Ema:
+    """Debiased exponential moving average (TensorBoard-style smoothing)."""
+
+    def __init__(self, weight: float = 0.9):
+        self.weight = weight
+        self.value = 0.0
+        self.count = 0
+
+    def __call__(self, y: float) -> float:
+        self.count += 1
+        self.value = self.weight * self.value + (1 - self.weight) * y
+        return self.value / (1 - self.weight ** self.count)
+
+
+class Stream:
+    """One series on a figure, as a decimated history trace plus an append-only tail trace."""
+
+    def __init__(self, name: str, history: int, tail: int, max_points: int = 2000, tail_points: int = 100):
+        self.name = name
+        self.index = (history, tail)  # trace indexes in the figure
+        self.max_points = max_points
+        self.tail_points = tail_points
+        self.hx: list = []
+        self.hy: list = []
+        self.tx: list = []
+        self.ty: list = []
+        self.total = 0  # points ever added
+        self._dirty_history = False
+        self._dirty_tail = False
+
+    def add(self, x: Any, y: Any) -> None:
+        y = tidy(y)
+        if y is None or x is None:
+            return
+        self.tx.append(tidy(x))
+        self.ty.append(y)
+        self.total += 1
+        self._dirty_tail = True
+        if len(self.tx) > 2 * self.tail_points:  # hard limit; ``push`` folds earlier, one series at a time
+            self._fold()
+
+    @property
+    def full(self) -> bool:
+        return len(self.tx) > self.tail_points
+
+    def _fold(self) -> None:
+        start = 1 if self.hx else 0  # the tail's first point repeats the history's last
+        self.hx += self.tx[start:]
+        self.hy += self.ty[start:]
+        while len(self.hx) > self.max_points:
+            keep = list(range(0, len(self.hx) - 1, 2)) + [len(self.hx) - 1]
+            self.hx = [self.hx[i] for i in keep]
+            self.hy = [self.hy[i] for i in keep]
+        self.tx, self.ty = [self.hx[-1]], [self.hy[-1]]
+        self._dirty_history = True
+
+    def reset(self, xs: list, ys: list) -> None:
+        """Replace all points (e.g. a new x-axis); the whole series is re-sent once."""
+        self.hx, self.hy, self.tx, self.ty, self.total = [], [], [], [], 0
+        for x, y in zip(xs, ys):
+            self.add(x, y)
+            if self.full:
+                self._fold()
+        if self.tx:
+            self._fold()
+        self._dirty_history = self._dirty_tail = True
+
+    @property
+    def points(self) -> int:
+        """Points on screen (history + tail, without the shared joint)."""
+        return len(self.hx) + max(0, len(self.tx) - (1 if self.hx else 0))
+
+    def take(self) -> dict[int, dict]:
+        """Trace index -> {x, y} for the traces that changed since the last call."""
+        out: dict[int, dict] = {}
+        if self._dirty_history:
+            out[self.index[0]] = {"x": _xs(self.hx), "y": np.asarray(self.hy, dtype=np.float32)}
+        if self._dirty_tail or self._dirty_history:
+            out[self.index[1]] = {"x": _xs(self.tx), "y": np.asarray(self.ty, dtype=np.float32)}
+        self._dirty_history = self._dirty_tail = False
+        return out
+
+    def xy(self) -> tuple[list, list]:
+        """All points on screen, in order."""
+        start = 1 if self.hx else 0
+        return self.hx + self.tx[start:], self.hy + self.ty[start:]
+
+
+def _xs(values: list) -> np.ndarray:
+    """x values as float32 while that is exact enough (steps below 2**24), else float64."""
+    array = np.asarray(values, dtype=np.float64)
+    if not len(array) or float(np.abs(array).max()) < 2 ** 24 and (np.all(array == np.round(array)) or
+                                                                     float(np.abs(array).max()) < 1e5):
+        return array.astype(np.float32)
+    return array
+
+
+def add_stream(fig: go.Figure, name: str, *, row: Optional[int] = None, col: Optional[int] = None,
+               color: str = PALETTE[0], width: float = 2, opacity: float = 1.0, mode: str = "lines",
+               dash: Optional[str] = None, showlegend: bool = True, legendgroup: Optional[str] = None,
+               max_points: int = 2000, tail_points: int = 100) -> Stream:
+    """Add the two traces of a series to ``fig`` and return its ``Stream``."""
+    group = legendgroup or name
+    style = dict(mode=mode, line=dict(color=color, width=width, dash=dash), marker=dict(color=color, size=5),
+                 opacity=opacity, legendgroup=group, name=name, x=(), y=())
+    where = dict(row=row, col=col) if row is not None else {}
+    # the legend entry sits on the tail: it has points from the first one on (plotly hides empty traces' entries)
+    fig.add_trace(go.Scatter(showlegend=False, **style), **where)
+    fig.add_trace(go.Scatter(showlegend=showlegend, **style), **where)
+    n = len(fig.data)
+    return Stream(name, n - 2, n - 1, max_points=max_points, tail_points=tail_points)
+
+
+def push(fig: go.Figure, streams: list[Stream]) -> int:
+    """Send what changed in ``streams`` as one update; returns how many traces changed."""
+    full = [s for s in streams if s.full]
+    if full:  # fold the fullest tail only: one history re-sent per update at most
+        max(full, key=lambda s: len(s.tx) / s.tail_points)._fold()
+    changes: dict[int, dict] = {}
+    for stream in streams:
+        changes.update(stream.take())
+    if not changes:
+        return 0
+    with fig.batch_update():
+        for index, props in changes.items():
+            fig.data[index].x = props["x"]
+            fig.data[index].y = props["y"]
+    return len(changes)
+
+
+class Meter:
+    """Counts the bytes of every plot message a FigureWidget sends to the browser."""
+
+    NAMES = ["_py2js_update", "_py2js_restyle", "_py2js_relayout", "_py2js_addTraces"]
+
+    def __init__(self, fig):
+        self.messages = 0
+        self.total = 0
+        self.last = 0
+        self._pending = 0
+        if hasattr(fig, "_py2js_update"):
+            fig.observe(self._seen, names=self.NAMES)
+
+    def _seen(self, change) -> None:
+        if change["new"] is None:
+            return
+        size = len(json.dumps(change["new"], default=_size_default, separators=(",", ":")))
+        self.messages += 1
+        self.total += size
+        self._pending += size
+
+    def take(self) -> int:
+        """Bytes sent since the last call."""
+        out, self._pending = self._pending, 0
+        self.last = out
+        return out
+
+
+def _size_default(value: Any) -> Any:
+    """Stand-ins of the right size: plotly sends 1-D numeric arrays (but 64-bit ints) as raw bytes."""
+    if isinstance(value, memoryview):
+        return "x" * value.nbytes
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "uif" \
+            and value.dtype not in (np.int64, np.uint64):
+        return "x" * value.nbytes
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def figure_widget(fig: go.Figure):
+    """A ``FigureWidget`` of ``fig``; a plain figure where anywidget is missing."""
+    try:
+        return go.FigureWidget(fig)
+    except ImportError:
+        return fig

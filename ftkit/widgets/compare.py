@@ -1,0 +1,439 @@
+"""``Comparison``: the same task, data, seed and budget trained with several methods, overlaid live.
+
+Runs go through ``controller.queue``; their curves share one figure with the
+x-axis as step, tokens seen or seconds; the results table is a pandas
+DataFrame (``results()``), a CSV file (``to_csv``) or part of a standalone,
+offline HTML report with the plots (``to_html``).
+"""
+from __future__ import annotations
+
+import collections
+import html
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from ..errors import ConfigError
+from ..methods import methods as METHODS
+from . import _runs
+from ._feed import EventFeed
+from ._html import table
+from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, push
+from .preview import resolve_config
+
+DEFAULT_METHODS = ("lora", "dora", "qlora", "ia3", "full")
+X_AXES = {"step": "step", "tokens": "tokens seen", "seconds": "seconds"}
+COLUMNS = ["run_id", "method", "status", "steps", "trainable_params", "trainable_pct", "peak_memory_mb",
+           "s_per_step", "tokens_per_s", "metric", "final_metric", "final_eval_loss", "final_train_loss", "wall_s"]
+
+
+class _Entry:
+    """One run in the comparison: its raw points (for any x-axis) and its plotted series."""
+
+    def __init__(self, run: Any, label: str, color: str):
+        self.run = run
+        self.label = label
+        self.color = color
+        self.steps: list[tuple[int, float, float, float]] = []  # step, tokens, seconds, smoothed loss
+        self.evals: list[tuple[int, float, float, dict]] = []  # step, tokens, seconds, metrics
+        self.ema = Ema()
+        self.info: dict = {}
+        self.status = _runs.status(run, "queued")
+        self.summary: Optional[dict] = None
+        self.peak_cuda = 0.0
+        self.peak_rss = 0.0
+        self.replayed: set = set()
+        self.last_step: dict = {}
+        self.first_time: Optional[float] = None
+        self.last_time: Optional[float] = None
+        self.streams: dict = {}
+        self.unsubscribe = None
+
+    def x_of(self, axis: str, step: int, tokens: float, seconds: float) -> float:
+        return {"step": step, "tokens": tokens, "seconds": seconds}[axis]
+
+
+class Comparison(widgets.VBox):
+    """Train ``base_config`` with each of ``methods`` and compare them side by side."""
+
+    def __init__(self, controller: Any = None, base_config: Any = None, methods: Iterable[str] = DEFAULT_METHODS, *,
+                 concurrent: int = 1, x: str = "step", interval: Optional[float] = 0.25,
+                 max_points: int = 2000, tail_points: int = 100, **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("ftkit-comparison")
+        self.controller = controller
+        self.base = base_config
+        self._kw = dict(max_points=max_points, tail_points=tail_points)
+        self._entries: list[_Entry] = []
+        self._lock = threading.RLock()
+        self._feed = EventFeed(self._handle, interval)
+        self._updates = 0
+        self._history: collections.deque = collections.deque(maxlen=100_000)  # bytes per update
+        self.notes: list[str] = []
+        known = METHODS.names()
+        wanted = list(methods)
+        missing = [m for m in wanted if m not in known]
+        if missing:
+            self.notes.append(f"not registered here, left out: {', '.join(missing)}")
+        self._metric = self._metric_name()
+        self._build([m for m in wanted if m in known], known, concurrent, x)
+
+    # ---- layout -------------------------------------------------------------
+
+    def _metric_name(self) -> Optional[str]:
+        try:
+            return resolve_config(self.base).task_spec.metric if self.base is not None else None
+        except Exception:
+            return None
+
+    def _build(self, chosen: list[str], known: list[str], concurrent: int, x: str) -> None:
+        self.methods = widgets.SelectMultiple(
+            options=[(f"{METHODS.get(m).title} ({m})", m) for m in known], value=tuple(chosen),
+            rows=min(8, len(known)), description="methods", style={"description_width": "70px"},
+        )
+        self.concurrent = widgets.BoundedIntText(value=concurrent, min=1, max=16, description="at once",
+                                                 style={"description_width": "60px"},
+                                                 layout=widgets.Layout(width="140px"))
+        self.run_button = widgets.Button(description="Run comparison", icon="play", button_style="success",
+                                         layout=widgets.Layout(width="auto"))
+        self.run_button.add_class("ftkit-compare-run")
+        self.run_button.on_click(lambda _: self.start())
+        self.x_axis = widgets.ToggleButtons(options=[(v, k) for k, v in X_AXES.items()], value=x,
+                                            description="x-axis", style={"button_width": "auto"})
+        self.x_axis.observe(lambda change: self.set_x(change["new"]), "value")
+        titles = ("train loss (smoothed)", "eval loss", self._metric or "eval metric")
+        fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.07)
+        fig.update_layout(height=360, margin=dict(l=40, r=10, t=40, b=40), uirevision="keep",
+                          legend=dict(orientation="h", y=-0.2))
+        self.figure = figure_widget(fig)
+        self._meter = Meter(self.figure)
+        self._label_axes(x)
+        self.sort_by = widgets.Dropdown(options=COLUMNS, value="run_id", description="sort by",
+                                        style={"description_width": "60px"}, layout=widgets.Layout(width="260px"))
+        self.descending = widgets.Checkbox(value=False, description="descending", indent=False)
+        self.sort_by.observe(lambda _: self._render_table(), "value")
+        self.descending.observe(lambda _: self._render_table(), "value")
+        self.table = widgets.HTML()
+        self.table.add_class("ftkit-compare-table")
+        self.run_id = widgets.Text(placeholder="run id", description="add run", style={"description_width": "60px"})
+        self.add_button = widgets.Button(description="Add from disk", icon="plus", layout=widgets.Layout(width="auto"))
+        self.add_button.on_click(lambda _: self._add_clicked())
+        self.export_path = widgets.Text(value="comparison", description="export", style={"description_width": "60px"})
+        self.csv_button = widgets.Button(description="Save CSV", icon="table", layout=widgets.Layout(width="auto"))
+        self.html_button = widgets.Button(description="Save HTML report", icon="file",
+                                          layout=widgets.Layout(width="auto"))
+        self.csv_button.on_click(lambda _: self._export("csv"))
+        self.html_button.on_click(lambda _: self._export("html"))
+        self.message = widgets.HTML()
+        self.children = [
+            widgets.HBox([self.methods, widgets.VBox([self.concurrent, self.run_button])]),
+            self.message, self.x_axis, self.figure,
+            widgets.HBox([self.sort_by, self.descending]), self.table,
+            widgets.HBox([self.run_id, self.add_button]),
+            widgets.HBox([self.export_path, self.csv_button, self.html_button]),
+        ]
+        self._render_message()
+        self._render_table()
+
+    def _label_axes(self, x: str) -> None:
+        with self.figure.batch_update():
+            for i in range(1, 4):
+                self.figure.layout[f"xaxis{'' if i == 1 else i}"].title = X_AXES[x]
+
+    # ---- starting and adding runs ------------------------------------------------
+
+    def configs(self, methods: Optional[Iterable[str]] = None) -> list:
+        """The configs the comparison trains: the base with only ``method.name`` changed."""
+        base = resolve_config(self.base)
+        out = []
+        for name in methods if methods is not None else self.methods.value:
+            label = f"{(base.name or 'compare')[:48]}-{name}"
+            try:
+                out.append(base.update({"method.name": name, "name": label}))
+            except ConfigError as exc:
+                self.notes.append(f"{name} left out: " + "; ".join(f"{p}: {m}" for p, m in exc.problems))
+        return out
+
+    def start(self, methods: Optional[Iterable[str]] = None) -> list:
+        """Queue one run per method through the controller; returns the runs."""
+        self.notes = []
+        try:
+            configs = self.configs(methods)
+        except ConfigError as exc:
+            self.notes.append(f"the base config has problems: {exc}")
+            configs = []
+        if not configs:
+            self.notes.append("nothing to run: choose at least one method that fits the base config")
+            self._render_message()
+            return []
+        if self.controller is None:
+            from ..controller import Controller
+
+            self.controller = Controller()
+        runs = self.controller.queue(configs, concurrent=self.concurrent.value)
+        for run in runs:
+            self.add(run)
+        self.notes.append(f"queued {len(runs)} runs, {self.concurrent.value} at a time")
+        self._render_message()
+        return runs
+
+    def add_run(self, run_id: str) -> Any:
+        """Add a run (finished or not) by id, from the controller or from the runs folder on disk."""
+        run = None
+        if self.controller is not None:
+            try:
+                run = self.controller.get(run_id)
+            except KeyError:
+                run = None
+        if run is None:
+            from ..store import RunStore
+
+            runs_dir = getattr(self.controller, "runs_dir", None)
+            run = RunStore(runs_dir).get(run_id)
+        return self.add(run)
+
+    def add(self, run: Any, label: Optional[str] = None) -> Any:
+        """Overlay a run object (a controller's ``Run`` or a ``RunRecord``)."""
+        with self._lock:
+            if any(e.run is run or _runs.run_id(e.run) == _runs.run_id(run) for e in self._entries):
+                return run
+            config = _runs.config(run)
+            if self._metric is None and config is not None:
+                self._metric = config.task_spec.metric
+                self.figure.layout.annotations[2].text = self._metric
+            label = label or (config.method.name if config is not None else _runs.run_id(run))
+            if any(e.label == label for e in self._entries):
+                label = f"{label} ({_runs.run_id(run)[-4:]})"
+            entry = _Entry(run, label, PALETTE[len(self._entries) % len(PALETTE)])
+            for col, key in enumerate(("loss", "eval_loss", "metric"), start=1):
+                entry.streams[key] = add_stream(
+                    self.figure, label, row=1, col=col, color=entry.color, showlegend=col == 1,
+                    legendgroup=label, mode="lines" if key == "loss" else "lines+markers", **self._kw)
+            self._entries.append(entry)
+            subscribe = getattr(run, "subscribe", None)
+            if callable(subscribe):
+                entry.unsubscribe = subscribe(lambda event, entry=entry: self._feed.put((entry, event, True)))
+            backlog = _runs.events(run)
+            entry.replayed = {_runs.event_key(e) for e in backlog[-256:]}
+            self._handle([(entry, e, False) for e in backlog])
+        return run
+
+    def _add_clicked(self) -> None:
+        run_id = self.run_id.value.strip()
+        try:
+            self.add_run(run_id)
+            self.notes = [f"added {run_id}"]
+        except (KeyError, OSError, ConfigError) as exc:
+            self.notes = [f"cannot add {run_id!r}: {exc}"]
+        self._render_message()
+
+    # ---- events -------------------------------------------------------------------
+
+    def flush(self) -> int:
+        return self._feed.flush()
+
+    def _handle(self, items: list[tuple]) -> None:
+        with self._lock:
+            axis = self.x_axis.value
+            for entry, event, live in items:
+                if live and entry.replayed:
+                    key = _runs.event_key(event)
+                    if key in entry.replayed:  # already drawn from the backlog
+                        entry.replayed.discard(key)
+                        continue
+                self._on_event(entry, event, axis)
+            push(self.figure, [s for e in self._entries for s in e.streams.values()])
+            self._updates += 1
+            self._history.append(self._meter.take())
+            self._render_table()
+
+    def _on_event(self, entry: _Entry, e: dict, axis: str) -> None:
+        kind = e.get("type")
+        when = e.get("time")
+        if when is not None:
+            entry.first_time = entry.first_time if entry.first_time is not None else when
+            entry.last_time = when
+        entry.peak_cuda = max(entry.peak_cuda, e.get("cuda_peak_mb") or 0)
+        entry.peak_rss = max(entry.peak_rss, e.get("rss_mb") or 0)
+        if kind == "started":
+            entry.info = {k: v for k, v in e.items() if k not in ("type", "time")}
+            entry.status = "running"
+        elif kind == "step" and e.get("loss") is not None:
+            step = e.get("step", 0)
+            smooth = entry.ema(e["loss"])
+            row = (step, e.get("tokens") or 0, e.get("elapsed") or 0.0, smooth)
+            entry.steps.append(row)
+            entry.last_step = e
+            entry.streams["loss"].add(entry.x_of(axis, *row[:3]), smooth)
+            if entry.status in ("queued", "starting"):
+                entry.status = "running"
+        elif kind == "eval":
+            step = e.get("step", 0)
+            tokens, seconds = (entry.steps[-1][1], entry.steps[-1][2]) if entry.steps else (0, 0.0)
+            metrics = e.get("metrics") or {}
+            entry.evals.append((step, tokens, seconds, metrics))
+            x = entry.x_of(axis, step, tokens, seconds)
+            if metrics.get("loss") is not None:
+                entry.streams["eval_loss"].add(x, metrics["loss"])
+            if self._metric and metrics.get(self._metric) is not None:
+                entry.streams["metric"].add(x, metrics[self._metric])
+        elif kind == "status":
+            entry.status = e.get("status", entry.status)
+        elif kind == "ended":
+            entry.status = e.get("status", entry.status)
+            entry.summary = e.get("summary") or _runs.summary(entry.run)
+
+    def set_x(self, axis: str) -> None:
+        """Re-draw every curve against ``axis``: step, tokens or seconds."""
+        if axis not in X_AXES:
+            raise ValueError(f"x-axis must be one of {', '.join(X_AXES)}")
+        with self._lock:
+            if self.x_axis.value != axis:
+                self.x_axis.value = axis  # its observer calls back here
+                return
+            for entry in self._entries:
+                entry.streams["loss"].reset([entry.x_of(axis, *r[:3]) for r in entry.steps], [r[3] for r in entry.steps])
+                evals = [(entry.x_of(axis, *ev[:3]), ev[3]) for ev in entry.evals]
+                entry.streams["eval_loss"].reset([x for x, m in evals if m.get("loss") is not None],
+                                                 [m["loss"] for x, m in evals if m.get("loss") is not None])
+                entry.streams["metric"].reset([x for x, m in evals if m.get(self._metric) is not None],
+                                              [m[self._metric] for x, m in evals if m.get(self._metric) is not None])
+            with self.figure.batch_update():
+                push(self.figure, [s for e in self._entries for s in e.streams.values()])
+                self._label_axes(axis)
+
+    # ---- results --------------------------------------------------------------------
+
+    def _row(self, entry: _Entry) -> dict:
+        s = entry.summary or {}
+        info, last = entry.info, entry.last_step
+        trainable = s.get("trainable_params") or info.get("trainable_params")
+        total = s.get("total_params") or info.get("total_params")
+        metrics = s.get("metrics") or (entry.evals[-1][3] if entry.evals else {})
+        wall = s.get("wall_s")
+        if wall is None and entry.first_time is not None:
+            wall = round(entry.last_time - entry.first_time, 2)
+        config = _runs.config(entry.run)
+        return {
+            "run_id": _runs.run_id(entry.run),
+            "method": config.method.name if config is not None else s.get("method", entry.label),
+            "status": entry.status,
+            "steps": s.get("steps") or (entry.steps[-1][0] if entry.steps else 0),
+            "trainable_params": trainable,
+            "trainable_pct": round(100 * trainable / total, 4) if trainable and total else s.get("trainable_pct"),
+            "peak_memory_mb": s.get("peak_cuda_mb") or s.get("peak_rss_mb") or (entry.peak_cuda or entry.peak_rss or None),
+            "s_per_step": s.get("s_per_step") or last.get("s_per_step"),
+            "tokens_per_s": s.get("tokens_per_s") or last.get("tokens_per_s"),
+            "metric": self._metric,
+            "final_metric": metrics.get(self._metric) if self._metric else None,
+            "final_eval_loss": metrics.get("loss"),
+            "final_train_loss": s.get("loss_last") or last.get("loss"),
+            "wall_s": wall,
+        }
+
+    def results(self, sort_by: Optional[str] = None, ascending: Optional[bool] = None):
+        """The results table as a pandas DataFrame, one row per run."""
+        import pandas as pd
+
+        with self._lock:
+            rows = [self._row(e) for e in self._entries]
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        key = sort_by or self.sort_by.value
+        if key and len(frame):
+            up = (not self.descending.value) if ascending is None else ascending
+            frame = frame.sort_values(key, ascending=up, na_position="last", kind="stable").reset_index(drop=True)
+        return frame
+
+    def to_csv(self, path: Union[str, Path]) -> Path:
+        path = Path(path).expanduser()
+        self.results().to_csv(path, index=False)
+        return path
+
+    def to_html(self, path: Union[str, Path]) -> Path:
+        """A standalone report (plotly.js embedded, works offline): setup, results table and the curves."""
+        path = Path(path).expanduser()
+        frame = self.results()
+        try:
+            base = resolve_config(self.base) if self.base is not None else None
+        except Exception:
+            base = None
+        setup = ""
+        if base is not None:
+            t = base.training
+            budget = f"{t.max_steps} steps" if t.max_steps else f"{t.num_epochs} epochs"
+            setup = (f"<p>task <b>{html.escape(base.task.name)}</b>, model <b>{html.escape(base.model_name)}</b>, "
+                     f"data <b>{html.escape(base.data.source)}</b>, seed {t.seed}, budget {budget}, "
+                     f"batch {t.batch_size} x {t.gradient_accumulation_steps}, learning rate {t.learning_rate}</p>")
+        figure = go.Figure(self.figure)
+        figure.update_layout(height=420, width=None)
+        plot = pio.to_html(figure, include_plotlyjs=True, full_html=False)
+        stamp = time.strftime("%Y-%m-%d %H:%M")
+        text = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ftkit method comparison</title>"
+            "<style>body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse}"
+            " td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f3f3f3}</style>"
+            f"</head><body><h1>Method comparison</h1><p>{stamp}; x-axis: {X_AXES[self.x_axis.value]}</p>{setup}"
+            f"<h2>Results</h2>{frame.to_html(index=False, na_rep='-', float_format=lambda v: f'{v:.4g}')}"
+            f"<h2>Curves</h2>{plot}</body></html>"
+        )
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def _export(self, kind: str) -> None:
+        stem = self.export_path.value.strip() or "comparison"
+        target = stem if stem.endswith("." + kind) else f"{stem}.{kind}"
+        try:
+            written = self.to_csv(target) if kind == "csv" else self.to_html(target)
+            self.notes = [f"saved {written}"]
+        except OSError as exc:
+            self.notes = [f"cannot save {target}: {exc}"]
+        self._render_message()
+
+    # ---- drawing ------------------------------------------------------------------------
+
+    def _render_table(self) -> None:
+        frame = self.results()
+        rows = frame.to_dict("records")
+        columns = [c for c in COLUMNS if c != "metric"]
+        if self._metric:
+            for row in rows:
+                row[f"final {self._metric}"] = row.pop("final_metric")
+            columns[columns.index("final_metric")] = f"final {self._metric}"
+        self.table.value = (table(rows, columns, css_class="ftkit-results", nowrap=True) if rows
+                            else "<i>No runs yet.</i>")
+
+    def _render_message(self) -> None:
+        self.message.value = "".join(f"<div>{html.escape(n)}</div>" for n in self.notes)
+
+    @property
+    def runs(self) -> list:
+        return [e.run for e in self._entries]
+
+    @property
+    def stats(self) -> dict:
+        return {
+            "updates": self._updates,
+            "bytes_last": self._history[-1] if self._history else 0,
+            "bytes_max": max(self._history) if self._history else 0,
+            "points": {f"{e.label}:{k}": s.points for e in self._entries for k, s in e.streams.items()},
+        }
+
+    def detach(self) -> None:
+        for entry in self._entries:
+            if entry.unsubscribe is not None:
+                try:
+                    entry.unsubscribe()
+                except Exception:
+                    pass
+                entry.unsubscribe = None
+        self._feed.close()
+
+    def close(self) -> None:
+        self.detach()
+        super().close()

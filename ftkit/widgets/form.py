@@ -1,0 +1,473 @@
+"""``ConfigForm``: the run form, generated from ``RunConfig``'s own field metadata.
+
+Every change re-validates the whole config with ``RunConfig.from_dict``; each
+problem the validator reports is shown under the field its path names, and
+Start stays disabled until there are none. The method and task dropdowns swap
+in the chosen entry's own options.
+"""
+from __future__ import annotations
+
+import html
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import ipywidgets as widgets
+import yaml
+
+from ..config import RunConfig, list_presets
+from ..errors import ConfigError
+from ..methods import methods
+from ..tasks import tasks
+from ._fields import FieldSpec, FieldWidget, describe, flow_yaml, is_section
+
+SECTIONS = [("", "Run"), ("model", "Model"), ("data", "Data"), ("task", "Task"), ("method", "Method"),
+            ("quantization", "Quantization"), ("distributed", "Distributed"), ("training", "Training")]
+REGISTRIES = {"method": methods, "task": tasks}
+_MISSING = object()
+
+
+def _is_choice(model) -> bool:
+    """A section holding ``name`` plus one options sub-section per registered entry."""
+    fields = model.model_fields
+    return "name" in fields and len(fields) > 1 and all(
+        is_section(info.annotation) for key, info in fields.items() if key != "name"
+    )
+
+
+def _lookup(data: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return _MISSING
+        data = data[key]
+    return data
+
+
+def _leaf_paths(data: Any, prefix: str = "") -> list[str]:
+    if not isinstance(data, dict):
+        return [prefix]
+    out = []
+    for key, value in data.items():
+        out += _leaf_paths(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}")
+    return out
+
+
+def cli_value(value: Any) -> str:
+    """A value as the CLI's ``--set path=value`` reads it (YAML)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        try:
+            same = yaml.safe_load(value) == value
+        except yaml.YAMLError:
+            same = False
+        return value if same and value else flow_yaml(value)
+    return flow_yaml(value)
+
+
+class ConfigForm(widgets.VBox):
+    """Edit a ``RunConfig``; ``form.config`` is the current valid config, ``form.on_start(cb)`` runs cb(config)."""
+
+    def __init__(self, config: Union[RunConfig, dict, str, None] = None, *, preset: Optional[str] = None,
+                 path: str = "config.yaml", **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("ftkit-form")
+        self._specs: dict[str, FieldSpec] = {}
+        self._models: dict[str, Any] = {}  # choice section -> {entry: options model}
+        self.fields: dict[str, FieldWidget] = {}
+        self._values: dict[str, Any] = {}
+        self._parse_errors: dict[str, str] = {}
+        self._start_callbacks: list[Callable[[RunConfig], Any]] = []
+        self._change_callbacks: list[Callable[[Optional[RunConfig], list], Any]] = []
+        self._entry_boxes: dict[tuple[str, str], widgets.Widget] = {}
+        self._entry_holders: dict[str, widgets.Box] = {}
+        self._entry_notes: dict[str, widgets.HTML] = {}
+        self._loading = False
+        self._preset: Optional[str] = None
+        self._config: Optional[RunConfig] = None
+        self.problems: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+        self._collect(RunConfig, "")
+        self._build(path)
+        if preset:
+            self.preset.value = preset
+        else:
+            self.load(config if config is not None else RunConfig())
+
+    # ---- reading the schema -----------------------------------------------
+
+    def _collect(self, model, prefix: str) -> None:
+        choice = _is_choice(model) and prefix
+        for name, info in model.model_fields.items():
+            path = prefix + name
+            if is_section(info.annotation):
+                self._collect(info.annotation, path + ".")
+                if choice:
+                    self._models.setdefault(prefix[:-1], {})[name] = info.annotation
+                continue
+            spec = describe(path, info)
+            if choice and name == "name":
+                section = prefix[:-1]
+                entries = [k for k in model.model_fields if k != "name"]
+                registry = REGISTRIES.get(section)
+                spec.kind, spec.choices = "choice", entries
+                if registry is not None:
+                    spec.labels = {e: f"{registry.get(e).title} ({e})" for e in entries if e in registry}
+            self._specs[path] = spec
+
+    # ---- building the widgets ---------------------------------------------
+
+    def _build(self, path: str) -> None:
+        presets = list_presets()
+        self.preset = widgets.Dropdown(
+            options=[("(none: defaults)", "")] + [(f"{n}: {d}" if d else n, n) for n, d in presets.items()],
+            description="preset", style={"description_width": "60px"}, layout=widgets.Layout(width="420px"),
+        )
+        self.preset.observe(self._preset_changed, "value")
+        self.path = widgets.Text(value=path, description="file", style={"description_width": "40px"},
+                                 layout=widgets.Layout(width="260px"))
+        self.load_button = widgets.Button(description="Load YAML", icon="folder-open")
+        self.save_button = widgets.Button(description="Save YAML", icon="save")
+        self.load_button.on_click(lambda _: self._load_clicked())
+        self.save_button.on_click(lambda _: self._save_clicked())
+        top = widgets.HBox([self.preset, self.path, self.load_button, self.save_button],
+                           layout=widgets.Layout(flex_flow="row wrap"))
+
+        boxes, titles = [], []
+        for key, title in SECTIONS:
+            boxes.append(self._section_box(key))
+            titles.append(title)
+        self._titles = titles
+        self.sections = widgets.Accordion(children=boxes, titles=tuple(titles))
+        self.sections.selected_index = [k for k, _ in SECTIONS].index("method")
+
+        self.message = widgets.HTML("")
+        self.message.add_class("ftkit-form-message")
+        self.start_button = widgets.Button(description="Start", button_style="success", icon="play", disabled=True)
+        self.start_button.add_class("ftkit-start")
+        self.start_button.on_click(lambda _: self._start_clicked())
+        auto = widgets.Layout(width="auto")
+        self.yaml_button = widgets.Button(description="Show as YAML", icon="file-text", layout=auto)
+        self.cli_button = widgets.Button(description="Show as CLI command", icon="terminal", layout=auto)
+        self.yaml_button.on_click(lambda _: self._show_text("yaml"))
+        self.cli_button.on_click(lambda _: self._show_text("cli"))
+        self.text = widgets.Textarea(layout=widgets.Layout(width="100%", height="260px", display="none"))
+        self.text.add_class("ftkit-form-text")
+        self._text_kind: Optional[str] = None
+        actions = widgets.HBox([self.start_button, self.yaml_button, self.cli_button])
+        self.children = [top, self.sections, self.message, actions, self.text]
+
+    def _section_box(self, key: str) -> widgets.Widget:
+        if key == "":
+            paths = [p for p in self._specs if "." not in p]
+            return self._fields_box(paths)
+        if key in self._models:
+            name_field = self._field(f"{key}.name")
+            note = widgets.HTML("")
+            holder = widgets.VBox([])
+            self._entry_notes[key], self._entry_holders[key] = note, holder
+            return widgets.VBox([name_field.box, note, holder])
+        return self._fields_box([p for p in self._specs if p.startswith(key + ".")])
+
+    def _fields_box(self, paths: list[str]) -> widgets.Widget:
+        basic = [self._field(p).box for p in paths if not self._specs[p].advanced]
+        advanced = [self._field(p).box for p in paths if self._specs[p].advanced]
+        if not paths:
+            return widgets.HTML("<i>No options.</i>")
+        if advanced:
+            fold = widgets.Accordion(children=[widgets.VBox(advanced)], titles=(f"Advanced ({len(advanced)})",))
+            fold.add_class("ftkit-advanced")
+            basic.append(fold)
+        return widgets.VBox(basic)
+
+    def _field(self, path: str) -> FieldWidget:
+        if path not in self.fields:
+            fw = FieldWidget(self._specs[path], self._field_changed)
+            fw.set(self._values.get(path, self._specs[path].default))
+            self.fields[path] = fw
+        return self.fields[path]
+
+    def _show_entry(self, section: str, entry: Any) -> None:
+        """Put the chosen method's (or task's) own options under its dropdown."""
+        if section not in self._entry_holders:
+            return
+        registry = REGISTRIES.get(section)
+        spec = registry.get(entry) if registry is not None and entry in registry else None
+        self._entry_notes[section].value = (
+            f"<span style='color:#444'>{html.escape(spec.summary)}</span>" if spec is not None else ""
+        )
+        if entry not in self._models[section]:
+            self._entry_holders[section].children = []
+            return
+        key = (section, entry)
+        if key not in self._entry_boxes:
+            prefix = f"{section}.{entry}."
+            box = self._fields_box([p for p in self._specs if p.startswith(prefix)])
+            box.add_class(f"ftkit-options-{section}")
+            self._entry_boxes[key] = box
+        self._entry_holders[section].children = [self._entry_boxes[key]]
+
+    # ---- values -----------------------------------------------------------
+
+    def load(self, source: Union[RunConfig, dict, str, os.PathLike]) -> None:
+        """Show a config, a plain mapping or a YAML file; problems it has are marked like typed ones."""
+        self.notes = []
+        if isinstance(source, RunConfig):
+            data = source.model_dump(mode="json")
+        elif isinstance(source, dict):
+            data = source
+        else:
+            try:
+                data = yaml.safe_load(Path(source).expanduser().read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                self.notes.append(f"cannot load {str(source)!r}: {exc}")
+                self._update_feedback()
+                return
+            if not isinstance(data, dict):
+                self.notes.append(f"{str(source)!r} does not hold a mapping of sections")
+                self._update_feedback()
+                return
+        self._loading = True
+        try:
+            for path, spec in self._specs.items():
+                value = _lookup(data, path)
+                value = spec.default if value is _MISSING else value
+                self._values[path] = value
+                if path in self.fields:
+                    self.fields[path].set(value)
+            self._parse_errors.clear()
+            for section in self._models:
+                self._show_entry(section, self._values.get(f"{section}.name"))
+        finally:
+            self._loading = False
+        unknown = [p for p in _leaf_paths(data) if p not in self._specs and not any(
+            p.startswith(s + ".") for s, spec in self._specs.items() if spec.kind == "yaml")]
+        if unknown:
+            self.notes.append("ignored unknown keys: " + ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else ""))
+        self.validate()
+
+    def set(self, path: str, value: Any) -> None:
+        """Set one field as if typed (``form.set("method.lora.r", 4)``)."""
+        if path not in self._specs:
+            raise KeyError(f"no field {path!r}")
+        if path in self.fields:
+            fw = self.fields[path]
+            before = fw.input.value
+            fw.input.value = fw._display(value)
+            if fw.input.value == before:  # no change event: still take the value
+                self._field_changed(fw)
+        else:
+            self._values[path] = value
+            self.validate()
+
+    def get(self, path: str) -> Any:
+        return self._values[path]
+
+    def _field_changed(self, fw: FieldWidget) -> None:
+        path = fw.spec.path
+        value, problem = fw.parse()
+        self._values[path] = value
+        if problem:
+            self._parse_errors[path] = problem
+        else:
+            self._parse_errors.pop(path, None)
+        section = path[:-5] if path.endswith(".name") else None
+        if section in self._models:
+            self._show_entry(section, value)
+        if not self._loading:
+            self.validate()
+
+    def _assemble(self) -> dict:
+        data: dict = {}
+        for path, value in self._values.items():
+            node = data
+            *parents, last = path.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = value
+        return data
+
+    # ---- validation ---------------------------------------------------------
+
+    def validate(self) -> Optional[RunConfig]:
+        """Check the whole config; mark every problem at its field. Returns the config or None."""
+        try:
+            config: Optional[RunConfig] = RunConfig.from_dict(self._assemble())
+            problems: list[tuple[str, str]] = []
+        except ConfigError as exc:
+            config, problems = None, list(exc.problems)
+        for path, message in self._parse_errors.items():
+            problems = [p for p in problems if p[0] != path] + [(path, message)]
+            config = None
+        self._config, self.problems = config, problems
+        self._update_feedback()
+        for callback in list(self._change_callbacks):
+            callback(config, problems)
+        return config
+
+    def _visible(self, path: str) -> bool:
+        for section in self._models:
+            if path.startswith(section + ".") and path != f"{section}.name":
+                entry = path.split(".")[1]
+                return entry == self._values.get(f"{section}.name")
+        return True
+
+    def _target(self, path: str) -> Optional[str]:
+        path = path.split("[")[0]
+        while path:
+            if path in self.fields:
+                return path if self._visible(path) else None
+            path = path.rpartition(".")[0]
+        return None
+
+    def _update_feedback(self) -> None:
+        by_field: dict[str, list[str]] = {}
+        loose: list[tuple[str, str]] = []
+        counts: dict[str, int] = {}
+        for path, message in self.problems:
+            target = self._target(path)
+            if target:
+                by_field.setdefault(target, []).append(message)
+            else:
+                loose.append((path, message))
+            top = path.split(".")[0] if "." in path else ""
+            top = top if top in dict(SECTIONS) else ""
+            counts[top] = counts.get(top, 0) + 1
+        for path, fw in self.fields.items():
+            fw.show_error("; ".join(by_field[path]) if path in by_field else None)
+        self.sections.titles = tuple(
+            f"{title}  \u26a0 {counts[key]}" if counts.get(key) else title for (key, _), title in zip(SECTIONS, self._titles)
+        )
+        lines = [f"<div>{html.escape(n)}</div>" for n in self.notes]
+        if self.problems:
+            lines.append(f"<div style='color:#c62828'><b>{len(self.problems)} problem"
+                         f"{'s' if len(self.problems) > 1 else ''} to fix before Start</b></div>")
+            lines += [f"<div style='color:#c62828'>&#9888; {html.escape(p + ': ' if p else '')}{html.escape(m)}</div>"
+                      for p, m in loose]
+        elif self._config is not None:
+            c = self._config
+            lines.append(f"<div style='color:#2e7d32'>&#10003; ready: {html.escape(c.method_spec.title)} on "
+                         f"{html.escape(c.task.name)} with {html.escape(c.model_name)}</div>")
+        self.message.value = "".join(lines)
+        self.start_button.disabled = self._config is None
+        if self._text_kind:
+            self._show_text(self._text_kind, toggle=False)
+
+    @property
+    def valid(self) -> bool:
+        return self._config is not None
+
+    @property
+    def config(self) -> RunConfig:
+        """The current config; raises ``ConfigError`` (naming each field) while it is not valid."""
+        if self._config is None:
+            raise ConfigError(self.problems or [("", "the form has problems")])
+        return self._config
+
+    # ---- actions --------------------------------------------------------------
+
+    def on_start(self, callback: Callable[[RunConfig], Any]) -> None:
+        self._start_callbacks.append(callback)
+
+    def on_change(self, callback: Callable[[Optional[RunConfig], list], Any]) -> None:
+        """``callback(config or None, problems)`` after every validation."""
+        self._change_callbacks.append(callback)
+
+    def _start_clicked(self) -> None:
+        if self._config is None:
+            return
+        for callback in list(self._start_callbacks):
+            callback(self._config)
+
+    def _preset_changed(self, change) -> None:
+        name = change["new"]
+        self._preset = name or None
+        if not name:
+            return
+        try:
+            config = RunConfig.preset(name)
+        except ConfigError as exc:
+            self.notes = [str(exc)]
+            self._update_feedback()
+            return
+        self.load(config)
+
+    def _load_clicked(self) -> None:
+        self.load(self.path.value.strip())
+        if not self.notes:
+            self.notes = [f"loaded {self.path.value.strip()}"]
+            self._update_feedback()
+
+    def _save_clicked(self) -> None:
+        self.notes = [self.save(self.path.value.strip())]
+        self._update_feedback()
+
+    def save(self, path: Union[str, os.PathLike]) -> str:
+        """Write the config as YAML; returns what happened, in words."""
+        if self._config is None:
+            return "not saved: fix the problems first"
+        try:
+            self._config.to_yaml(Path(path).expanduser())
+        except OSError as exc:
+            return f"not saved: {exc}"
+        return f"saved to {path}"
+
+    def yaml(self) -> str:
+        """The config as YAML (what ``save`` writes)."""
+        if self._config is not None:
+            return self._config.to_yaml()
+        data = self._assemble()
+        for section in self._models:
+            chosen = data[section]["name"]
+            data[section] = {"name": chosen, **({chosen: data[section][chosen]} if chosen in data[section] else {})}
+        head = "".join(f"# problem: {p}: {m}\n" for p, m in self.problems)
+        return head + yaml.safe_dump(data, sort_keys=False)
+
+    def cli(self, file: Optional[str] = None) -> str:
+        """``ftkit train --preset NAME --set path=value ...``: the chosen preset (else the one needing fewest
+        changes) and each field that differs from it; with ``file``, ``ftkit train FILE``."""
+        if file:
+            return f"ftkit train {shlex.quote(str(file))}"
+        config = self.config
+        names = [self._preset] if self._preset else list(list_presets())
+        best: Optional[tuple[str, list[str]]] = None
+        for name in names:
+            try:
+                changes = self._changes(config, RunConfig.preset(name))
+            except ConfigError:
+                continue
+            if best is None or len(changes) < len(best[1]):
+                best = (name, changes)
+        if best is None:
+            return self.cli(self.path.value.strip() or "config.yaml")
+        args = ["ftkit", "train", "--preset", shlex.quote(best[0])]
+        for change in best[1]:
+            args += ["--set", shlex.quote(change)]
+        return " ".join(args)
+
+    def _changes(self, config: RunConfig, base: RunConfig) -> list[str]:
+        new, old = config.model_dump(mode="json"), base.model_dump(mode="json")
+        return [f"{path}={cli_value(_lookup(new, path))}" for path in self._specs
+                if self._chosen(path, config) and _lookup(new, path) != _lookup(old, path)]
+
+    def _chosen(self, path: str, config: RunConfig) -> bool:
+        for section in self._models:
+            if path.startswith(section + ".") and path != f"{section}.name":
+                return path.split(".")[1] == getattr(config, section).name
+        return True
+
+    def _show_text(self, kind: str, toggle: bool = True) -> None:
+        if toggle and self._text_kind == kind and self.text.layout.display != "none":
+            self._text_kind = None
+            self.text.layout.display = "none"
+            return
+        self._text_kind = kind
+        if kind == "yaml":
+            self.text.value = self.yaml()
+        elif self._config is None:
+            self.text.value = "# fix the problems above first\n" + "".join(f"# {p}: {m}\n" for p, m in self.problems)
+        else:
+            file = self.path.value.strip() or "config.yaml"
+            self.text.value = f"{self.cli()}\n\n# or, after Save YAML:\n{self.cli(file)}\n"
+        self.text.layout.display = "block"
