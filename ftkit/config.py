@@ -271,8 +271,32 @@ class RunConfig(Section):
                 "thread runs one process in the notebook kernel; use auto, torchrun or deepspeed for several "
                 "processes or DeepSpeed",
             ))
-        if d.zero_stage is not None and d.launcher == "torchrun" and d.num_nodes > 1 and not d.master_port:
+        if d.num_nodes > 1 and not d.master_port:
             problems.append(("distributed.master_port", "several machines need a fixed master_port"))
+        if d.launcher == "python" and (d.num_processes > 1 or d.num_nodes > 1):
+            problems.append((
+                "distributed.launcher",
+                "python starts one process; use torchrun or deepspeed for several processes or machines",
+            ))
+        if self.launcher == "deepspeed" and d.num_nodes > 1:
+            if not d.hostfile:
+                problems.append((
+                    "distributed.hostfile",
+                    "the deepspeed launcher reaches the other machines through a hostfile; set hostfile "
+                    "or use launcher torchrun",
+                ))
+            if d.node_rank:
+                problems.append((
+                    "distributed.node_rank",
+                    "the deepspeed launcher runs on node 0 and starts every machine itself; use node_rank 0, "
+                    "or launcher torchrun to start each machine separately",
+                ))
+            if d.gpus is not None:
+                problems.append((
+                    "distributed.gpus",
+                    "on several machines the deepspeed launcher takes GPU slots from the hostfile; leave gpus "
+                    "empty or use launcher torchrun",
+                ))
         if d.node_rank >= d.num_nodes:
             problems.append(("distributed.node_rank", f"must be < num_nodes ({d.num_nodes}), got {d.node_rank}"))
         if d.gpus is not None and len(d.gpus) != d.num_processes:

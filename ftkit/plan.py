@@ -84,6 +84,7 @@ def plan(config) -> dict[str, Any]:
         "method": method.name,
         "task": task.name,
         "bits": config.bits,
+        "dtype": config.model.dtype if config.model.dtype != "auto" else "auto (bfloat16 on GPUs that have it, else float32)",
         "launcher": config.launcher,
         "world_size": world,
         "effective_batch": t.batch_size * t.gradient_accumulation_steps * world,
@@ -110,7 +111,7 @@ def plan_text(p: dict) -> str:
         f"  parameters: {n(p['total_params'])} total, {n(p['trainable_params'])} trainable"
         + (f" ({p['trainable_pct']} %)" if p["trainable_pct"] is not None else ""),
         f"  adapters on: {', '.join(p['adapted_modules']) or 'none (all weights train)' }",
-        f"  base weights: {p['bits'] or 16}-bit" + ("" if p["bits"] else " (or the dtype you choose)"),
+        f"  base weights: " + (f"{p['bits']}-bit (bitsandbytes)" if p["bits"] else p["dtype"]),
         f"  launcher {p['launcher']}, {p['world_size']} process(es), effective batch {p['effective_batch']}, "
         + (f"{p['max_steps']} steps" if p["max_steps"] else f"{p['num_epochs']} epoch(s)")
         + f", {p['max_seq_length']} tokens per example",

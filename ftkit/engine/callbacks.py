@@ -103,16 +103,18 @@ class EventCallback(TrainerCallback):
         if self.ctl is None:
             return
         flags = self._requests(args)
-        if flags["save"]:
-            control.should_save = True
+        save = flags["save"]
         if flags["pause"] and not flags["stop"]:
             if state.is_world_process_zero:
                 self.emit(make_event("status", status="paused", step=state.global_step))
             while flags["pause"] and not flags["stop"]:
                 time.sleep(0.1)
                 flags = self._requests(args)
+                save = save or flags["save"]  # a save-now asked while paused is kept, not dropped
             if state.is_world_process_zero:
                 self.emit(make_event("status", status="running", step=state.global_step))
+        if save:
+            control.should_save = True
         if flags["stop"]:
             self.stopped = True
             control.should_save = True

@@ -113,6 +113,7 @@ def train(config, run_dir, emit: Optional[Callable[[dict], None]] = None,
     writer = JsonlWriter(run_dir / "events.jsonl") if is_main else None
     sink = fanout(*(s for s in (writer, emit) if s is not None))
     rec = Recorder()
+    rec.baseline_rss_mb = memory()["rss_mb"]  # the process before the run: Python, torch, transformers
 
     def say(event: dict) -> None:
         rec.see(event)
@@ -252,6 +253,30 @@ def _deepspeed_config(config) -> Optional[dict]:
     return render(config)
 
 
+def _peak_check(config, rec: Recorder) -> dict:
+    """The estimator's predicted peak for this run's device next to the measured one (MB): GPU memory
+    allocated by torch on a GPU, RSS above the process's baseline on a CPU."""
+    import resource
+
+    import torch
+
+    from ..estimator import predicted_peak_mb
+
+    baseline = getattr(rec, "baseline_rss_mb", None)
+    cuda = torch.cuda.is_available()
+    try:
+        device = torch.cuda.get_device_name() if cuda else "CPU"
+        predicted = round(predicted_peak_mb(config, device, int(os.environ.get("WORLD_SIZE", "1"))), 1)
+    except Exception:  # an architecture the estimator cannot describe: no prediction, never a failed run
+        predicted = None
+    if cuda:
+        measured = round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_initialized() else None
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        measured = round(peak - baseline, 1) if baseline else None
+    return {"baseline_rss_mb": baseline, "predicted_peak_mb": predicted, "measured_peak_mb": measured}
+
+
 def _summary(config, run_dir: Path, rec: Recorder, status: str, reason: Optional[str]) -> dict:
     now = time.time()
     train_s = now - rec.train_started if rec.train_started else 0.0
@@ -283,6 +308,7 @@ def _summary(config, run_dir: Path, rec: Recorder, status: str, reason: Optional
         "peak_rss_mb": rec.peak_rss_mb or None,
         "rank_peak_rss_mb": rec.rank_peak_rss_mb,
         "peak_cuda_mb": rec.peak_cuda_mb or None,
+        **_peak_check(config, rec),
         "checkpoint": rec.checkpoint,
         "final_dir": str(run_dir / "final") if (run_dir / "final").exists() else None,
     }

@@ -1,0 +1,135 @@
+"""Launch commands are pure: (argv, env) from a config, checked against the exact expected lists."""
+import pytest
+
+from ftkit import launch
+from ftkit.config import RunConfig
+from ftkit.errors import ConfigError
+
+PY = "/opt/py/bin/python"
+RD = "/runs/r1"
+WORKER = ["-m", "ftkit.worker", RD]
+
+
+def cfg(**distributed) -> RunConfig:
+    return RunConfig().update({f"distributed.{k}": v for k, v in distributed.items()})
+
+
+def build(config, **kw):
+    kw.setdefault("python", PY)
+    kw.setdefault("port", 29611)
+    return launch.command(config, RD, **kw)
+
+
+def test_one_process_is_plain_python_without_distributed_env():
+    argv, env = build(cfg(launcher="python"), cuda=True, base_env={"HOME": "/h"})
+    assert argv == [PY, "-m", "ftkit.worker", RD]
+    assert env == {"HOME": "/h", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def test_deepspeed_with_one_process_is_python_with_a_one_rank_group():
+    argv, env = build(cfg(zero_stage=2), cuda=False)
+    assert argv == [PY, "-m", "ftkit.worker", RD]
+    assert {k: env[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "DS_ACCELERATOR")} == {
+        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29611",
+        "DS_ACCELERATOR": "cpu"}
+    _, env = build(cfg(zero_stage=2, gpus=[3]), cuda=True)
+    assert env["CUDA_VISIBLE_DEVICES"] == "3" and "DS_ACCELERATOR" not in env
+
+
+def test_torchrun_on_chosen_gpus():
+    argv, env = build(cfg(num_processes=4, gpus=[0, 2, 3, 5]), cuda=True)
+    assert argv == [PY, "-m", "torch.distributed.run", "--nproc_per_node", "4", "--nnodes", "1", "--node_rank", "0",
+                    "--master_addr", "127.0.0.1", "--master_port", "29611"] + WORKER
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,2,3,5"
+    assert "DS_ACCELERATOR" not in env and "OMP_NUM_THREADS" not in env
+
+
+def test_torchrun_on_several_machines_uses_the_configured_rendezvous():
+    config = cfg(num_processes=8, num_nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29400, zero_stage=3,
+                 launcher="torchrun")
+    argv, env = build(config, cuda=True)
+    assert argv == [PY, "-m", "torch.distributed.run", "--nproc_per_node", "8", "--nnodes", "2", "--node_rank", "1",
+                    "--master_addr", "10.0.0.1", "--master_port", "29400"] + WORKER
+    assert "CUDA_VISIBLE_DEVICES" not in env
+
+
+def test_deepspeed_launcher_all_gpus_chosen_gpus_and_a_hostfile(tmp_path):
+    argv, _ = build(cfg(num_processes=4, zero_stage=2), cuda=True)
+    assert argv == [PY, "-m", "deepspeed.launcher.runner", "--num_gpus", "4", "--master_addr", "127.0.0.1",
+                    "--master_port", "29611", "--no_local_rank", "--module", "ftkit.worker", RD]
+
+    argv, env = build(cfg(num_processes=2, gpus=[0, 2], zero_stage=3), cuda=True,
+                      base_env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"})
+    assert argv == [PY, "-m", "deepspeed.launcher.runner", "--include", "localhost:0,2", "--master_addr", "127.0.0.1",
+                    "--master_port", "29611", "--no_local_rank", "--module", "ftkit.worker", RD]
+    assert "CUDA_VISIBLE_DEVICES" not in env  # --include chooses the GPUs
+
+    hosts = "/cluster/hostfile"
+    config = cfg(num_processes=8, num_nodes=2, hostfile=hosts, master_addr="10.0.0.1", master_port=29500, zero_stage=3)
+    argv, _ = build(config, cuda=True)
+    assert argv == [PY, "-m", "deepspeed.launcher.runner", "--hostfile", hosts, "--num_nodes", "2", "--num_gpus", "8",
+                    "--master_addr", "10.0.0.1", "--master_port", "29500", "--no_local_rank", "--module",
+                    "ftkit.worker", RD]
+
+
+def test_on_cpu_deepspeed_gets_its_cpu_accelerator_and_ranks_share_the_cores():
+    argv, env = build(cfg(num_processes=2, zero_stage=1), cuda=False, cpus=8, base_env={"PATH": "/bin"})
+    assert argv[:5] == [PY, "-m", "deepspeed.launcher.runner", "--num_gpus", "2"]
+    assert env["DS_ACCELERATOR"] == "cpu" and env["OMP_NUM_THREADS"] == "4" and env["PATH"] == "/bin"
+    _, env = build(cfg(num_processes=2, zero_stage=1), cuda=False, cpus=8, base_env={"OMP_NUM_THREADS": "1"})
+    assert env["OMP_NUM_THREADS"] == "1"  # the user's choice wins
+    _, env = build(cfg(num_processes=2, zero_stage=1), cuda=True, base_env={"DS_ACCELERATOR": "cpu"})
+    assert "DS_ACCELERATOR" not in env
+
+
+def test_the_builder_is_pure():
+    base = {"A": "1"}
+    config = cfg(num_processes=2, zero_stage=2)
+    first = build(config, cuda=False, base_env=base, cpus=2)
+    assert build(config, cuda=False, base_env=base, cpus=2) == first
+    assert base == {"A": "1"}
+    assert cfg(master_port=31000).distributed.master_port == 31000
+    argv, _ = build(cfg(num_processes=2, master_port=31000), cuda=False)
+    assert argv[argv.index("--master_port") + 1] == "31000"  # a configured port beats the picked one
+    with pytest.raises(ValueError, match="thread"):
+        build(cfg(), cuda=False)
+
+
+@pytest.mark.parametrize("changes, path", [
+    ({"launcher": "python", "num_processes": 2}, "distributed.launcher"),
+    ({"num_nodes": 2, "num_processes": 2}, "distributed.master_port"),
+    ({"zero_stage": 2, "num_nodes": 2, "master_port": 29500}, "distributed.hostfile"),
+    ({"zero_stage": 2, "num_nodes": 2, "node_rank": 1, "master_port": 29500, "hostfile": "h"}, "distributed.node_rank"),
+    ({"zero_stage": 2, "num_nodes": 2, "num_processes": 2, "gpus": [0, 1], "master_port": 29500, "hostfile": "h"},
+     "distributed.gpus"),
+])
+def test_launches_that_cannot_work_are_refused_naming_the_field(changes, path):
+    with pytest.raises(ConfigError) as err:
+        cfg(**changes)
+    assert path in [p for p, _ in err.value.problems]
+
+
+def test_machine_checks_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match="distributed.hostfile"):
+        launch.check(cfg(num_processes=2, zero_stage=2, hostfile=str(tmp_path / "missing")), cuda=True)
+    with pytest.raises(ConfigError, match="NVMe offload runs only on GPUs"):
+        launch.check(cfg(zero_stage=2, offload_optimizer="nvme", nvme_path=str(tmp_path)), cuda=False)
+    with pytest.raises(ConfigError, match="distributed.gpus: no CUDA GPU"):
+        launch.check(cfg(num_processes=2, gpus=[0, 1]), cuda=False)
+    launch.check(cfg(num_processes=2, zero_stage=3, offload_optimizer="cpu", offload_params="cpu"), cuda=False)
+
+
+def test_resume_from_resolves_a_checkpoint_folder_or_a_run_id(tmp_path):
+    run = tmp_path / "20260101-000000-lora-classification-abcd"
+    for step in (5, 10):
+        (run / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (run / "checkpoints" / "checkpoint-15").mkdir()  # half written: no trainer_state.json
+    (run / "config.json").write_text("{}")
+    latest = run / "checkpoints" / "checkpoint-10"
+    assert launch.resolve_checkpoint(run.name, tmp_path) == latest.resolve()
+    assert launch.resolve_checkpoint(str(run), tmp_path / "elsewhere") == latest.resolve()
+    first = run / "checkpoints" / "checkpoint-5"
+    assert launch.resolve_checkpoint(str(first), tmp_path) == first.resolve()
+    with pytest.raises(ConfigError, match="resume_from"):
+        launch.resolve_checkpoint("no-such-run", tmp_path)
