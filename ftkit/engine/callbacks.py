@@ -100,6 +100,8 @@ class EventCallback(TrainerCallback):
         self.rec.step = state.global_step
 
     def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= state.max_steps:
+            control.should_log = True  # the last step always reports, so curves and bars end at max_steps
         if self.ctl is None:
             return
         flags = self._requests(args)

@@ -207,6 +207,20 @@ def _size_default(value: Any) -> Any:
     return str(value)
 
 
+def fit_width(fig) -> None:
+    """Have the browser size a ``FigureWidget`` to its container now.
+
+    The widget's view draws at plotly's default 700 px when it renders before it is on the page (as it
+    does inside ipywidgets boxes) and does not resize by itself; a relayout of ``autosize`` makes it
+    measure its container again. It is sent even when ``autosize`` is already set (plotly drops a
+    relayout that changes nothing), costs a few dozen bytes, and is a no-op for a view that is hidden
+    or not rendered yet. Plain figures (no widget) ignore it.
+    """
+    send = getattr(fig, "_send_relayout_msg", None)
+    if callable(send):
+        send({"autosize": True})
+
+
 def figure_widget(fig: go.Figure):
     """A ``FigureWidget`` of ``fig``; a plain figure where anywidget is missing."""
     try:

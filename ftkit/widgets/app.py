@@ -55,7 +55,16 @@ class App(widgets.VBox):
         runs = widgets.VBox([widgets.HBox([self.run_picker, self.attach_button, self.refresh_button]),
                              self.dashboard_box])
         self.tabs = widgets.Tab(children=[configure, runs, self.comparison], titles=("Configure", "Runs", "Compare"))
+        self.tabs.observe(self._tab_shown, "selected_index")
         self.children = [self.message, self.tabs]
+
+    def _tab_shown(self, change) -> None:
+        """Plots drawn while their tab was hidden take the tab's width once it shows."""
+        if change["new"] == 1:
+            for dashboard in self.dashboard_box.children:
+                dashboard.fit()
+        elif change["new"] == 2:
+            self.comparison.fit()
 
     @property
     def controller(self) -> Any:

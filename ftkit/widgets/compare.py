@@ -24,7 +24,7 @@ from ..methods import methods as METHODS
 from . import _runs
 from ._feed import EventFeed
 from ._html import table
-from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, push
+from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, fit_width, push
 from .preview import resolve_config
 
 DEFAULT_METHODS = ("lora", "dora", "qlora", "ia3", "full")
@@ -241,6 +241,7 @@ class Comparison(widgets.VBox):
     def _handle(self, items: list[tuple]) -> None:
         with self._lock:
             axis = self.x_axis.value
+            before = [e.status for e in self._entries]
             for entry, event, live in items:
                 if live and entry.replayed:
                     key = _runs.event_key(event)
@@ -252,6 +253,12 @@ class Comparison(widgets.VBox):
             self._updates += 1
             self._history.append(self._meter.take())
             self._render_table()
+            if [e.status for e in self._entries] != before:
+                self.fit()
+
+    def fit(self) -> None:
+        """Size the plot to the width the page gives it (done when a run's status changes)."""
+        fit_width(self.figure)
 
     def _on_event(self, entry: _Entry, e: dict, axis: str) -> None:
         kind = e.get("type")
@@ -405,8 +412,11 @@ class Comparison(widgets.VBox):
             for row in rows:
                 row[f"final {self._metric}"] = row.pop("final_metric")
             columns[columns.index("final_metric")] = f"final {self._metric}"
-        self.table.value = (table(rows, columns, css_class="ftkit-results", nowrap=True) if rows
-                            else "<i>No runs yet.</i>")
+        # a wide table scrolls sideways in its own box (width 0 + min-width 100 % keeps it from widening the view)
+        self.table.value = (
+            "<div style='overflow-x:auto;width:0;min-width:100%'>"
+            + table(rows, columns, css_class="ftkit-results", nowrap=True) + "</div>"
+            if rows else "<i>No runs yet.</i>")
 
     def _render_message(self) -> None:
         self.message.value = "".join(f"<div>{html.escape(n)}</div>" for n in self.notes)

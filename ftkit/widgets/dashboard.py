@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from . import _runs
 from ._feed import EventFeed
 from ._html import duration, esc, number, table
-from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, push
+from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, fit_width, push
 
 ACTIVE = ("queued", "starting", "running", "paused", "stopping")
 STATUS_COLORS = {"running": "#1565c0", "paused": "#ef6c00", "finished": "#2e7d32", "failed": "#c62828",
@@ -277,7 +277,12 @@ class Dashboard(widgets.VBox):
         self.progress_label.value = text
         self.progress.bar_style = {"finished": "success", "failed": "danger", "stopped": "warning"}.get(self._status, "")
 
+    def fit(self) -> None:
+        """Size the plots to the width the page gives them (done on every status change)."""
+        fit_width(self.figure)
+
     def _render_status(self) -> None:
+        self.fit()
         status = self._status
         color = STATUS_COLORS.get(status, "#333")
         config = _runs.config(self.run)
