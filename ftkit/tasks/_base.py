@@ -37,6 +37,8 @@ class TaskData:
     generation_kwargs: dict = field(default_factory=dict)
     #: callable(model, tokenizer) -> list of {"prompt", "output"}; logged at each eval
     samples: Optional[Callable[[Any, Any], list[dict]]] = None
+    #: callable(samples) -> metrics measured on those samples (distinct-2); merged into the eval event
+    sample_metrics: Optional[Callable[[list[dict]], dict]] = None
     #: derives metrics from the eval loss (perplexity)
     from_loss: Optional[Callable[[float], dict]] = None
 
