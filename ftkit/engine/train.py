@@ -146,42 +146,21 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
     import transformers
     from transformers import PrinterCallback, Seq2SeqTrainer, Trainer
 
-    from ..data import load_rows
-    from ..methods import BuildContext
     from ..tasks import TaskContext
-    from .loading import device_type, load_model, load_tokenizer
+    from .build import build, quiet
+    from .loading import device_type
 
-    import datasets
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
+    quiet()
     t = config.training
     task, method = config.task_spec, config.method_spec
     transformers.set_seed(t.seed)
 
     log = lambda message: say(make_event("log", level="info", message=message))  # noqa: E731
-    tokenizer = load_tokenizer(config)
-    train_rows, eval_rows = load_rows(config)
-    log(f"data: {len(train_rows)} training and {len(eval_rows)} evaluation rows")
-    labels = task.label_names(train_rows, config.task_options)
-    model = load_model(config, labels, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-    log(f"model: {config.model_name} ({type(model).__name__})")
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_step = t.batch_size * t.gradient_accumulation_steps * world
-    total_steps = t.max_steps or max(1, math.ceil(len(train_rows) / per_step * t.num_epochs))
-    ctx = BuildContext(
-        model_kind=task.model_kind,
-        model_type=getattr(model.config, "model_type", ""),
-        quantized=bool(config.bits),
-        total_steps=total_steps,
-        gradient_checkpointing=t.gradient_checkpointing,
-        tokenizer=tokenizer,
-    )
-    if t.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
-    model = method.apply(model, config.method_options, ctx)
+    built = build(config, world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                  local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    model, tokenizer, ctx = built.model, built.tokenizer, built.context
+    train_rows, eval_rows = built.train_rows, built.eval_rows
+    log(f"data: {len(train_rows)} training and {len(eval_rows)} evaluation rows; model: {config.model_name}")
     trainable, total = count_parameters(model)
     rec.info = {"trainable_params": trainable, "total_params": total}
     log(f"method: {method.title}, {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f} %)")

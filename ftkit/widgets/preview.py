@@ -50,35 +50,18 @@ def parameter_counts(config) -> dict:
     """
     import gc
 
-    import transformers
-
-    from ..data import load_rows
-    from ..engine.loading import load_model, load_tokenizer
+    from ..engine.build import build, quiet
     from ..engine.train import count_parameters
-    from ..methods import BuildContext
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    t = config.training
-    train_rows, _ = load_rows(config)
-    labels = config.task_spec.label_names(train_rows, config.task_options)
-    model = load_model(config, labels)
+    quiet()
+    built = build(config, world_size=config.distributed.num_processes)
+    model = built.model
     try:
-        _, base_total = count_parameters(model)
-        per_step = t.batch_size * t.gradient_accumulation_steps * config.distributed.num_processes
-        ctx = BuildContext(
-            model_kind=config.task_spec.model_kind,
-            model_type=getattr(model.config, "model_type", ""),
-            quantized=bool(config.bits),
-            total_steps=t.max_steps or max(1, math.ceil(len(train_rows) / per_step * t.num_epochs)),
-            gradient_checkpointing=t.gradient_checkpointing,
-            tokenizer=load_tokenizer(config),
-        )
-        model = config.method_spec.apply(model, config.method_options, ctx)
+        base_total = built.base_params
         trainable, total = count_parameters(model)
         model_class = type(model).__name__
     finally:
-        del model
+        del model, built
         gc.collect()
         _free_cuda_cache()
     return {

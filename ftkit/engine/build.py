@@ -1,0 +1,58 @@
+"""The model a config trains: tokenizer, rows, labels, base model and the method applied.
+
+Shared by training and by the notebook's model summary, so both count the
+same parameters the same way.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+def quiet() -> None:
+    """No progress bars or chatter from the libraries: events carry the progress."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+@dataclass
+class Built:
+    model: Any
+    tokenizer: Any
+    train_rows: list
+    eval_rows: list
+    labels: Any
+    context: Any  # methods.BuildContext
+    base_params: int
+
+
+def build(config, world_size: int = 1, local_rank: int = 0) -> Built:
+    from ..data import load_rows
+    from ..methods import BuildContext
+    from .loading import load_model, load_tokenizer
+    from .train import count_parameters
+
+    t, task = config.training, config.task_spec
+    tokenizer = load_tokenizer(config)
+    train_rows, eval_rows = load_rows(config)
+    labels = task.label_names(train_rows, config.task_options)
+    model = load_model(config, labels, local_rank=local_rank)
+    base_params = count_parameters(model)[1]
+    per_step = t.batch_size * t.gradient_accumulation_steps * world_size
+    context = BuildContext(
+        model_kind=task.model_kind,
+        model_type=getattr(model.config, "model_type", ""),
+        quantized=bool(config.bits),
+        total_steps=t.max_steps or max(1, math.ceil(len(train_rows) / per_step * t.num_epochs)),
+        gradient_checkpointing=t.gradient_checkpointing,
+        tokenizer=tokenizer,
+    )
+    if t.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    model = config.method_spec.apply(model, config.method_options, context)
+    return Built(model, tokenizer, train_rows, eval_rows, labels, context, base_params)
