@@ -168,15 +168,7 @@ class Run:
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         """``callback(event)`` for each new event of this run; returns a function that unsubscribes."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
+        return _subscribe(self._lock, self._subscribers, callback)
 
     def log_tail(self, n: int = 40) -> list[str]:
         """The last ``n`` lines of the worker's output (in-kernel runs: of its log events)."""
@@ -507,15 +499,7 @@ class Controller:
 
     def subscribe(self, callback: RunCallback) -> Callable[[], None]:
         """``callback(run, event)`` for every new event of every run; returns an unsubscribe function."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
+        return _subscribe(self._lock, self._subscribers, callback)
 
     def _dispatch(self, run: Run, event: Optional[dict]) -> None:
         with self._lock:
@@ -588,6 +572,20 @@ def _alive(info: dict) -> bool:
         return created is None or abs(proc.create_time() - created) < 1.0
     except psutil.Error:
         return False
+
+
+
+def _subscribe(lock, subscribers: list, callback) -> Callable[[], None]:
+    """Add ``callback`` to ``subscribers``; the returned function takes it out again."""
+    with lock:
+        subscribers.append(callback)
+
+    def unsubscribe() -> None:
+        with lock:
+            if callback in subscribers:
+                subscribers.remove(callback)
+
+    return unsubscribe
 
 
 def _signal_group(pid: int, sig: int) -> None:

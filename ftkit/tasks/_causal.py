@@ -156,3 +156,18 @@ def distinct_n(texts: list[str], n: int = 2) -> float:
         words = text.split()
         grams += [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def plain_text_data(ctx, **extra) -> "TaskData":
+    """TaskData for causal LM on a ``text`` column: perplexity and prompt samples (domain, creative)."""
+    from ._base import TaskData
+
+    tok, opts = ctx.tokenizer, ctx.options
+    return TaskData(
+        train=text_dataset(ctx.train_rows, tok, ctx.max_length),
+        eval=text_dataset(ctx.eval_rows, tok, ctx.max_length),
+        collator=LMCollator(tok.pad_token_id),
+        from_loss=perplexity,
+        samples=sampler(opts.sample_prompts, prompt_ids, opts, ctx.seed),
+        **extra,
+    )

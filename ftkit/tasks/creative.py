@@ -7,7 +7,7 @@ check that the model does not repeat itself.
 from __future__ import annotations
 
 from ._base import TaskContext, TaskData, TaskSpec
-from ._causal import GenerationOptions, LMCollator, distinct_n, perplexity, prompt_ids, sampler, text_dataset
+from ._causal import GenerationOptions, distinct_n, plain_text_data
 from ._text import generate, pick
 from ..schema import field
 
@@ -69,15 +69,10 @@ def builtin() -> list[dict]:
 
 
 def prepare(ctx: TaskContext) -> TaskData:
-    tok, opts = ctx.tokenizer, ctx.options
-    return TaskData(
-        train=text_dataset(ctx.train_rows, tok, ctx.max_length),
-        eval=text_dataset(ctx.eval_rows, tok, ctx.max_length),
-        collator=LMCollator(tok.pad_token_id),
-        from_loss=perplexity,
-        samples=sampler(opts.sample_prompts, prompt_ids, opts, ctx.seed),
-        sample_metrics=lambda samples: {"distinct_2": distinct_n([s["output"] for s in samples], 2)},
-    )
+    def diversity(samples: list[dict]) -> dict:
+        return {"distinct_2": distinct_n([s["output"] for s in samples], 2)}
+
+    return plain_text_data(ctx, sample_metrics=diversity)
 
 
 SPECS = [

@@ -7,7 +7,7 @@ state the same facts about the same plants, so a model can learn them.
 from __future__ import annotations
 
 from ._base import TaskContext, TaskData, TaskSpec
-from ._causal import GenerationOptions, LMCollator, perplexity, prompt_ids, sampler, text_dataset
+from ._causal import GenerationOptions, plain_text_data
 from ._text import generate, pick
 from ..schema import field
 
@@ -91,14 +91,7 @@ def builtin() -> list[dict]:
 
 
 def prepare(ctx: TaskContext) -> TaskData:
-    tok, opts = ctx.tokenizer, ctx.options
-    return TaskData(
-        train=text_dataset(ctx.train_rows, tok, ctx.max_length),
-        eval=text_dataset(ctx.eval_rows, tok, ctx.max_length),
-        collator=LMCollator(tok.pad_token_id),
-        from_loss=perplexity,
-        samples=sampler(opts.sample_prompts, prompt_ids, opts, ctx.seed),
-    )
+    return plain_text_data(ctx)
 
 
 SPECS = [
