@@ -13,7 +13,7 @@ _LAZY = {
     "ConfigError": ("ftkit.errors", "ConfigError"),
     "Controller": ("ftkit.controller", "Controller"),
     "RunStore": ("ftkit.store", "RunStore"),
-    "estimate": ("ftkit.estimate", "estimate"),
+    "estimate": ("ftkit.estimator", "estimate"),
     "advise": ("ftkit.advisor", "advise"),
     "methods": ("ftkit.methods", "methods"),
     "tasks": ("ftkit.tasks", "tasks"),

@@ -287,6 +287,47 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    from .estimator import estimate
+
+    result = estimate(load_config(args), gpus=args.gpus, gpu_memory_gb=args.gpu_memory, device=args.device)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    return 0
+
+
+def cmd_advise(args) -> int:
+    from .advisor import advise
+
+    result = advise(args.task, args.model, gpus=args.gpus, gpu_memory_gb=args.gpu_memory, device=args.device,
+                    seq=args.seq, batch=args.batch)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.text())
+    return 0
+
+
+def _add_estimator_commands(sub) -> None:
+    p = sub.add_parser("estimate", help="predict peak memory per GPU, trainable parameters and step time "
+                       "from the model's config.json alone")
+    _add_config_args(p)
+    p.add_argument("--gpus", type=int, default=None, help="GPUs the run spans (default: the config's processes)")
+    p.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="memory of each GPU in GB "
+                   "(default: the device's)")
+    p.add_argument("--device", default="A100-80GB", help="device for throughput and defaults (e.g. H100-80GB, "
+                   "RTX-4090, CPU)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_estimate, runs_dir=None)
+
+    p = sub.add_parser("advise", help="rank the fine-tuning configurations that fit a model, task and GPU budget")
+    p.add_argument("--task", required=True, help="task name (`ftkit tasks`)")
+    p.add_argument("--model", required=True, help="Hub id, folder or builtin:* model")
+    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--gpu-memory", type=float, default=24, metavar="GB", help="memory of each GPU in GB")
+    p.add_argument("--device", default=None, help="device for the time estimate (default: one with that memory)")
+    p.add_argument("--seq", type=int, default=None, help="tokens per example (default 1024 generative, 256 else)")
+    p.add_argument("--batch", type=int, default=4, help="examples per GPU per step")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_advise)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ftkit", description="Fine-tune Hugging Face models with any PEFT method, full fine-tuning or DeepSpeed ZeRO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -331,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list ready-made configs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_presets)
+
+    _add_estimator_commands(sub)
     return parser
 
 

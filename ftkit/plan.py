@@ -29,7 +29,13 @@ def model_config(name: str, trust_remote_code: bool = False):
     shipped = shipped_config_path(name)
     if shipped.is_file():
         data = json.loads(shipped.read_text())
-        return AutoConfig.for_model(data.pop("model_type"), **data)
+        model_type = data.pop("model_type")
+        try:
+            return AutoConfig.for_model(model_type, **data)
+        except (ValueError, KeyError):
+            raise ConfigError([("model.name_or_path", f"{name} brings its own modelling code ({model_type}), "
+                                "which transformers does not ship; `ftkit estimate` works from its config alone, "
+                                "a plan needs the model's files and model.trust_remote_code")]) from None
     try:
         return AutoConfig.from_pretrained(models.resolve(name), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import time
 import traceback
 from pathlib import Path
@@ -114,6 +115,7 @@ def train(config, run_dir, emit: Optional[Callable[[dict], None]] = None,
     sink = fanout(*(s for s in (writer, emit) if s is not None))
     rec = Recorder()
     rec.baseline_rss_mb = memory()["rss_mb"]  # the process before the run: Python, torch, transformers
+    rec.baseline_maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def say(event: dict) -> None:
         rec.see(event)
@@ -235,8 +237,6 @@ def _deepspeed_config(config) -> Optional[dict]:
 def _peak_check(config, rec: Recorder) -> dict:
     """The estimator's predicted peak for this run's device next to the measured one (MB): GPU memory
     allocated by torch on a GPU, RSS above the process's baseline on a CPU."""
-    import resource
-
     import torch
 
     from ..estimator import predicted_peak_mb
@@ -251,9 +251,19 @@ def _peak_check(config, rec: Recorder) -> dict:
     if cuda:
         measured = round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_initialized() else None
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        measured = round(peak - baseline, 1) if baseline else None
+        # the process's lifetime peak is this run's only if it grew during the run (a kernel may
+        # have trained before); otherwise the peak sampled at each step stands in
+        lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = lifetime if lifetime > getattr(rec, "baseline_maxrss_mb", 0) else rec.peak_rss_mb
+        measured = round(peak - baseline, 1) if baseline and peak else None
     return {"baseline_rss_mb": baseline, "predicted_peak_mb": predicted, "measured_peak_mb": measured}
+
+
+def _safe_peak_check(config, rec: Recorder) -> dict:
+    try:
+        return _peak_check(config, rec)
+    except Exception:  # a summary is written whatever the estimator thinks
+        return {}
 
 
 def _summary(config, run_dir: Path, rec: Recorder, status: str, reason: Optional[str]) -> dict:
@@ -287,7 +297,7 @@ def _summary(config, run_dir: Path, rec: Recorder, status: str, reason: Optional
         "peak_rss_mb": rec.peak_rss_mb or None,
         "rank_peak_rss_mb": rec.rank_peak_rss_mb,
         "peak_cuda_mb": rec.peak_cuda_mb or None,
-        **_peak_check(config, rec),
+        **_safe_peak_check(config, rec),
         "checkpoint": rec.checkpoint,
         "final_dir": str(run_dir / "final") if (run_dir / "final").exists() else None,
     }

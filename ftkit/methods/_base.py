@@ -66,6 +66,9 @@ class MethodSpec:
     needs_cuda: bool = False  # peft's implementation only runs on a CUDA (or XPU) device
     peft_type: Optional[str] = None
     why_not: dict[str, str] = dc_field(default_factory=dict)  # model kind -> reason it is refused
+    #: trainable parameters on a model described from its config (``ftkit.shapes.Shapes``), counted as peft
+    #: counts them: ``params(shapes, options, ctx) -> int``; None when it cannot be known before training
+    params: Optional[Callable[[Any, Any, BuildContext], int]] = None
 
     def refuses(self, model_kind: str) -> Optional[str]:
         """The reason this method cannot train ``model_kind``, or None."""

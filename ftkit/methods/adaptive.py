@@ -57,6 +57,28 @@ def _adamss_extra(options, model, ctx):
     return {"init_warmup": max(1, total // 10), "final_warmup": max(2, total // 2)}
 
 
+def _adalora_params(shapes, options, ctx) -> int:
+    """P (init_r x in), Q (out x init_r) and the singular values E (init_r) per adapted layer."""
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "ADALORA", lambda m: options.init_r * (m.d_in + m.d_out + 1))
+
+
+def _adamss_params(shapes, options, ctx) -> int:
+    """K subspaces of subspace_rank x R (A) plus out x subspace_rank (B) per layer; R = min(r, out, in + bias).
+
+    Exact while every K-means cluster is non-empty and each subspace keeps its full subspace_rank (the
+    defaults); the pruning of ``use_asa`` happens during training and is not counted.
+    """
+    from ..shapes import per_module
+
+    def one(m):
+        rank = min(options.r, m.d_out, m.d_in + (1 if m.bias else 0))
+        k = min(options.num_subspaces, m.d_out)
+        return k * options.subspace_rank * rank + options.subspace_rank * m.d_out
+
+    return per_module(shapes, options, "ADAMSS", one)
+
 SPECS = [
     MethodSpec(
         name="adalora",
@@ -71,6 +93,7 @@ SPECS = [
                       "spends a fixed parameter budget where it helps most"),
         zero3=False,  # its orthogonality penalty reads the partitioned P and Q directly
         peft_type="ADALORA",
+        params=_adalora_params,
     ),
     MethodSpec(
         name="adamss",
@@ -84,5 +107,6 @@ SPECS = [
                       "needs scikit-learn; optional pruning of subspaces while training"),
         quantized_base=False,
         peft_type="ADAMSS",
+        params=_adamss_params,
     ),
 ]

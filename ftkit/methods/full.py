@@ -53,6 +53,21 @@ def _apply_freeze(model, options, ctx):
     return model
 
 
+def _full_params(shapes, options, ctx) -> int:
+    return shapes.total
+
+
+def _freeze_params(shapes, options, ctx) -> int:
+    """Parameters of the last N blocks, of names matching the patterns, and of the head."""
+    n_blocks = shapes.num_blocks
+    keep = [f"{shapes.blocks}.{i}." for i in range(max(0, n_blocks - options.trainable_layers), n_blocks)]
+    patterns = [re.compile(p) for p in options.trainable_patterns or ()]
+    return sum(
+        numel for name, numel in shapes.parameters()
+        if any(name.startswith(k) for k in keep) or any(p.search(name) for p in patterns)
+        or (options.train_head and name.split(".")[0] in HEAD_NAMES)
+    )
+
 SPECS = [
     MethodSpec(
         name="full",
@@ -64,6 +79,7 @@ SPECS = [
         trades=Trades("high", "all (100 %)", "baseline", "best quality ceiling; needs ~16 bytes/param with Adam"),
         kind="full",
         quantized_base=False,
+        params=_full_params,
     ),
     MethodSpec(
         name="freeze",
@@ -76,5 +92,6 @@ SPECS = [
                       "good when only the top of the network needs to change"),
         kind="full",
         quantized_base=False,
+        params=_freeze_params,
     ),
 ]

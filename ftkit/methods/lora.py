@@ -28,6 +28,22 @@ def _loftq_config(options, model, ctx):
     }
 
 
+def _lora_params(shapes, options, ctx, dora: bool = False) -> int:
+    """r x (in + out) per adapted layer (DoRA: + a magnitude vector of out); biases as ``bias`` says."""
+    from ..shapes import targets_of, with_heads
+
+    mods = targets_of(shapes, options, "LORA", kinds=("linear", "embedding"))
+    n = sum(options.r * (m.d_in + m.d_out) + (m.d_out if dora and m.kind == "linear" else 0) for m in mods)
+    if options.bias == "all":
+        n += sum(m.d_out for m in shapes.modules if m.bias)
+    elif options.bias == "lora_only":
+        n += sum(m.d_out for m in mods if m.bias)
+    return with_heads(shapes, options, n)
+
+
+def _dora_params(shapes, options, ctx) -> int:
+    return _lora_params(shapes, options, ctx, dora=True)
+
 LORA_TRADES = Trades("low", "low (0.1-2 %)", "fast", "close to full fine-tuning on most tasks")
 
 SPECS = [
@@ -40,6 +56,7 @@ SPECS = [
         apply=peft_apply("LoraConfig"),
         trades=LORA_TRADES,
         peft_type="LORA",
+        params=_lora_params,
     ),
     MethodSpec(
         name="qlora",
@@ -53,6 +70,7 @@ SPECS = [
         implies_bits=4,
         zero3=False,
         peft_type="LORA",
+        params=_lora_params,
     ),
     MethodSpec(
         name="rslora",
@@ -63,6 +81,7 @@ SPECS = [
         apply=peft_apply("LoraConfig", fixed={"use_rslora": True}),
         trades=Trades("low", "low (0.1-2 %)", "fast", "helps when r is large"),
         peft_type="LORA",
+        params=_lora_params,
     ),
     MethodSpec(
         name="dora",
@@ -74,6 +93,7 @@ SPECS = [
         trades=Trades("low", "low (LoRA + one vector per layer)", "slower than LoRA (~1.3-2x)",
                       "often closer to full fine-tuning than LoRA at low rank"),
         peft_type="LORA",
+        params=_dora_params,
     ),
     MethodSpec(
         name="pissa",
@@ -85,6 +105,7 @@ SPECS = [
         trades=Trades("low", "low (0.1-2 %)", "fast (SVD once at start)", "converges faster than LoRA"),
         quantized_base=False,  # peft initialises PiSSA from full-precision weights only
         peft_type="LORA",
+        params=_lora_params,
     ),
     MethodSpec(
         name="olora",
@@ -95,6 +116,7 @@ SPECS = [
         apply=peft_apply("LoraConfig", fixed={"init_lora_weights": "olora"}),
         trades=Trades("low", "low (0.1-2 %)", "fast (QR once at start)", "converges faster than LoRA"),
         peft_type="LORA",
+        params=_lora_params,
     ),
     MethodSpec(
         name="loftq",
@@ -108,5 +130,6 @@ SPECS = [
         quantized_base=False,
         needs_cuda=True,  # peft runs LoftQ's quantize/SVD rounds on a GPU
         peft_type="LORA",
+        params=_lora_params,
     ),
 ]

@@ -81,6 +81,92 @@ class GloraOptions(AdapterOptions):
         "constant", "Form of D and E in b' = b + b·D + E.")
 
 
+def _lora_sized(mapping: str, extra=lambda options, m: 0):
+    def params(shapes, options, ctx) -> int:
+        from ..shapes import per_module
+
+        return per_module(shapes, options, mapping, lambda m: options.r * (m.d_in + m.d_out) + extra(options, m))
+
+    return params
+
+
+def _gralora_params(shapes, options, ctx) -> int:
+    """k x k sub-block adapters with LoRA's total r x (in + out), plus a hybrid LoRA of hybrid_r."""
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "GRALORA", lambda m: (options.r + options.hybrid_r) * (m.d_in + m.d_out))
+
+
+def _miss_params(shapes, options, ctx) -> int:
+    """One shard per layer: r x out (MiSS), out/r blocks of r x r (Bat), or r x mini_r (mini)."""
+    from ..shapes import per_module
+
+    def one(m):
+        if options.init_weights == "bat":
+            return (m.d_out // options.r) * options.r * options.r
+        if options.init_weights == "mini":
+            return options.r * options.mini_r
+        return options.r * m.d_out
+
+    return per_module(shapes, options, "MISS", one)
+
+
+def _lily_params(shapes, options, ctx) -> int:
+    """Per (target, shape) group: one A (r x in) per stride_A layers, one shared B (num_B*r x out),
+    and a router (num_B x r) per layer."""
+    from ..shapes import targets_of, with_heads
+
+    targets = shapes.resolve(options.target_modules, "LILY")
+    names = sorted(shapes.all_linear_names()) if targets == "all-linear" else targets
+    groups: dict = {}
+    for m in targets_of(shapes, options, "LILY"):
+        if isinstance(names, str):
+            suffix = names
+        else:
+            suffix = [t for t in names if m.name.endswith(t)][-1]
+        groups.setdefault((suffix, m.d_out, m.d_in), []).append(m)
+    n = 0
+    for (_, d_out, d_in), mods in groups.items():
+        n += -(-len(mods) // options.stride_A) * options.r * d_in
+        n += options.num_B * options.r * d_out
+        n += len(mods) * options.r * options.num_B
+    return with_heads(shapes, options, n)
+
+
+def _peanut_params(shapes, options, ctx) -> int:
+    """A (out -> r) and B (r -> out) read the weight, plus depth r x r encoder and decoder layers."""
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "PEANUT", lambda m: 2 * options.r * m.d_out + 2 * options.depth * options.r ** 2)
+
+
+def _deft_params(shapes, options, ctx) -> int:
+    """P (out x r) and, unless PaRa, R (r x in); r is capped at out."""
+    from ..shapes import per_module
+
+    def one(m):
+        r = min(options.r, m.d_out)
+        return r * m.d_out + (0 if options.para else r * m.d_in)
+
+    return per_module(shapes, options, "DEFT", one)
+
+
+def _glora_params(shapes, options, ctx) -> int:
+    """A and B (low-rank, vector or scalar); C, D and E only on layers that have a bias."""
+    from ..shapes import per_module
+
+    r = options.r
+
+    def one(m):
+        ab = {"lora": r * (m.d_in + m.d_out), "vector": m.d_out, "constant": 1, "none": 0}[options.config_A_B]
+        n = 2 * ab
+        if m.bias:
+            n += {"lora": r * (m.d_in + 1), "vector": m.d_in, "none": 0}[options.config_C]
+            n += 2 * {"vector": m.d_out, "constant": 1, "none": 0}[options.config_D_E]
+        return n
+
+    return per_module(shapes, options, "GLORA", one)
+
 SPECS = [
     MethodSpec(
         name="delora",
@@ -92,6 +178,7 @@ SPECS = [
         trades=Trades("low", "low (LoRA-sized)", "fast", "robust to learning rate; limits drift from the base"),
         quantized_base=False,
         peft_type="DELORA",
+        params=_lora_sized("DELORA", lambda options, m: 1),
     ),
     MethodSpec(
         name="gralora",
@@ -102,6 +189,7 @@ SPECS = [
         apply=peft_apply("GraloraConfig", targets_mapping=_mapping("GRALORA")),
         trades=Trades("low", "low (LoRA-sized)", "fast", "helps at large ranks where LoRA saturates"),
         peft_type="GRALORA",
+        params=_gralora_params,
     ),
     MethodSpec(
         name="hira",
@@ -112,6 +200,7 @@ SPECS = [
         apply=peft_apply("HiraConfig", targets_mapping=_mapping("HIRA")),
         trades=Trades("low", "low (LoRA-sized)", "fast", "high-rank update at LoRA's parameter count"),
         peft_type="HIRA",
+        params=_lora_sized("HIRA"),
     ),
     MethodSpec(
         name="miss",
@@ -122,6 +211,7 @@ SPECS = [
         apply=peft_apply("MissConfig", targets_mapping=_mapping("MISS")),
         trades=Trades("low", "low", "fast", "fewer parameters than LoRA at similar quality"),
         peft_type="MISS",
+        params=_miss_params,
     ),
     MethodSpec(
         name="lily",
@@ -133,6 +223,7 @@ SPECS = [
         trades=Trades("low", "low", "medium (router)", "cannot be merged: the router mixes adapters per input"),
         mergeable=False,
         peft_type="LILY",
+        params=_lily_params,
     ),
     MethodSpec(
         name="peanut",
@@ -144,6 +235,7 @@ SPECS = [
         trades=Trades("low", "low", "medium", "non-linear update, LoRA-like size"),
         quantized_base=False,
         peft_type="PEANUT",
+        params=_peanut_params,
     ),
     MethodSpec(
         name="deft",
@@ -155,6 +247,7 @@ SPECS = [
         trades=Trades("low", "low (LoRA-sized)", "fast", "knowledge editing and injection"),
         quantized_base=False,
         peft_type="DEFT",
+        params=_deft_params,
     ),
     MethodSpec(
         name="glora",
@@ -166,5 +259,6 @@ SPECS = [
         trades=Trades("low", "low", "medium", "a superset of LoRA, IA3-like scaling and bias tuning"),
         quantized_base=False,
         peft_type="GLORA",
+        params=_glora_params,
     ),
 ]

@@ -23,6 +23,52 @@ class LoKrOptions(LycorisOptions):
                                   ge=-1, advanced=True)
 
 
+def _loha_params(shapes, options, ctx) -> int:
+    """Two low-rank pairs per layer: 2 x r x (in + out)."""
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "LOHA", lambda m: 2 * options.r * (m.d_in + m.d_out))
+
+
+def _factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
+    """peft's LoKr split of a width into two factors (the most square one for factor -1)."""
+    if factor > 0 and dimension % factor == 0:
+        return factor, dimension // factor
+    if factor == -1:
+        factor = dimension
+    m, n = 1, dimension
+    length = m + n
+    while m < n:
+        new_m = m + 1
+        while dimension % new_m != 0:
+            new_m += 1
+        new_n = dimension // new_m
+        if new_m + new_n > length or new_m > factor:
+            break
+        m, n = new_m, new_n
+    if m > n:
+        n, m = m, n
+    return m, n
+
+
+def _lokr_params(shapes, options, ctx) -> int:
+    """Kronecker factors w1 (a x c) and w2 (b x d), each full or low-rank as peft decides from r."""
+    from ..shapes import per_module
+
+    r = options.r
+
+    def one(m):
+        in_m, in_n = _factorization(m.d_in, options.decompose_factor)
+        out_l, out_k = _factorization(m.d_out, options.decompose_factor)
+        (a, b), (c, d) = (out_l, out_k), (in_m, in_n)
+        use_w1 = not (options.decompose_both and r < max(a, c) / 2)
+        use_w2 = not (r < max(b, d) / 2)
+        n = a * c if use_w1 else r * (a + c)
+        n += b * d if use_w2 else r * (b + d)
+        return n
+
+    return per_module(shapes, options, "LOKR", one)
+
 SPECS = [
     MethodSpec(
         name="loha",
@@ -34,6 +80,7 @@ SPECS = [
         trades=Trades("low", "low (2x LoRA at the same r)", "fast", "more expressive than LoRA per parameter"),
         quantized_base=False,
         peft_type="LOHA",
+        params=_loha_params,
     ),
     MethodSpec(
         name="lokr",
@@ -45,5 +92,6 @@ SPECS = [
         trades=Trades("low", "lowest (Kronecker factors)", "fast", "very few parameters for a full-rank update"),
         quantized_base=False,
         peft_type="LOKR",
+        params=_lokr_params,
     ),
 ]

@@ -71,6 +71,91 @@ def _osf_extra(options, model, ctx):
     return {"target_modules": linear_pattern(model)}  # every linear layer but the task head
 
 
+def _oft_block(d_in: int, size: int) -> int:
+    """peft's adjustment of a block size that does not divide the input width: the nearest divisor."""
+    if d_in % size == 0 and size <= d_in:
+        return size
+    if size >= d_in:
+        return d_in
+    higher = size
+    while higher <= d_in and d_in % higher != 0:
+        higher += 1
+    lower = size
+    while lower > 1 and d_in % lower != 0:
+        lower -= 1
+    return lower if size - lower <= higher - size else higher
+
+
+def _oft_params(shapes, options, ctx) -> int:
+    """in / block_size blocks (one if shared), each storing the block_size x (block_size - 1) / 2 skew part."""
+    from ..shapes import per_module
+
+    def one(m):
+        size = _oft_block(m.d_in, options.oft_block_size)
+        blocks = 1 if options.block_share else m.d_in // size
+        return blocks * (size * (size - 1) // 2)
+
+    return per_module(shapes, options, "OFT", one)
+
+
+def _boft_params(shapes, options, ctx) -> int:
+    """Butterfly factors x (in / block_size) blocks of block_size², plus an output scale (out).
+
+    peft's pure-PyTorch fallback (no CUDA kernel) forces the factor to 1; so is the default.
+    """
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "BOFT",
+                      lambda m: options.boft_n_butterfly_factor * m.d_in * options.boft_block_size + m.d_out)
+
+
+def _hra_params(shapes, options, ctx) -> int:
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "HRA", lambda m: m.d_in * options.r)
+
+
+def _road_params(shapes, options, ctx) -> int:
+    """An angle and a scale per output pair (road_1), per output (road_2) or two per output (road_4)."""
+    from ..shapes import per_module
+
+    factor = {"road_1": 0.5, "road_2": 1, "road_4": 2}[options.variant]
+    return per_module(shapes, options, "ROAD", lambda m: 2 * int(m.d_out * factor))
+
+
+def _psoft_params(shapes, options, ctx) -> int:
+    """The r x r transformation (its r(r-1)/2 skew part when orthogonal) and two optional r-vectors."""
+    from ..shapes import per_module
+
+    r = options.r
+    one = (r * (r - 1) // 2 if options.psoft_orth else r * r) + r * options.psoft_mag_a + r * options.psoft_mag_b
+    return per_module(shapes, options, "PSOFT", lambda m: one)
+
+
+def _osf_params(shapes, options, ctx) -> int:
+    """The low singular part trains: U (out x k), S (k), V (k x in), k = min(in, out) - effective_rank."""
+    from ..shapes import default_targets, with_heads
+
+    def frozen(min_dim: int) -> int:
+        value = options.effective_rank
+        if value is None:
+            return max(min_dim // 2, 0)
+        rank = int(min_dim * value) if isinstance(value, float) and 0 < value <= 1 else int(value)
+        return max(min(min_dim, rank), 0)
+
+    if options.target_modules:
+        mods = shapes.targeted(options.target_modules)
+    elif default_targets("OSF", shapes.model_type):
+        mods = shapes.targeted(default_targets("OSF", shapes.model_type))
+    else:  # every linear layer but the task heads, as ``_osf_extra`` asks peft
+        names = set(shapes.linear_pattern_names())
+        mods = [m for m in shapes.linears if m.name in names]
+    n = 0
+    for m in mods:
+        k = min(m.d_in, m.d_out) - frozen(min(m.d_in, m.d_out))
+        n += k * (m.d_out + m.d_in + 1)
+    return with_heads(shapes, options, n)
+
 SPECS = [
     MethodSpec(
         name="oft",
@@ -81,6 +166,7 @@ SPECS = [
         apply=peft_apply("OFTConfig", targets_mapping=_mapping("OFT")),
         trades=Trades("low", "low", "medium", "keeps pre-trained knowledge well; good for subject-driven generation"),
         peft_type="OFT",
+        params=_oft_params,
     ),
     MethodSpec(
         name="boft",
@@ -91,6 +177,7 @@ SPECS = [
         apply=peft_apply("BOFTConfig", targets_mapping=_mapping("BOFT")),
         trades=Trades("low", "low", "slow on CPU (pure PyTorch fallback)", "needs CUDA for its fused kernel"),
         peft_type="BOFT",
+        params=_boft_params,
     ),
     MethodSpec(
         name="hra",
@@ -102,6 +189,7 @@ SPECS = [
         trades=Trades("low", "lowest (r vectors per layer)", "medium", "bridges LoRA and OFT"),
         quantized_base=False,
         peft_type="HRA",
+        params=_hra_params,
     ),
     MethodSpec(
         name="road",
@@ -112,6 +200,7 @@ SPECS = [
         apply=peft_apply("RoadConfig", targets_mapping=_mapping("ROAD")),
         trades=Trades("low", "lowest (a few vectors per layer)", "fast", "serves many adapters in one batch"),
         peft_type="ROAD",
+        params=_road_params,
     ),
     MethodSpec(
         name="psoft",
@@ -123,6 +212,7 @@ SPECS = [
         trades=Trades("low", "lowest (r² per layer)", "medium (SVD at start)", "orthogonal updates at LoRA-like cost"),
         quantized_base=False,
         peft_type="PSOFT",
+        params=_psoft_params,
     ),
     MethodSpec(
         name="osf",
@@ -135,5 +225,6 @@ SPECS = [
                       "for continual learning: protects what earlier tasks rely on"),
         quantized_base=False,
         peft_type="OSF",
+        params=_osf_params,
     ),
 ]

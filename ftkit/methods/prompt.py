@@ -124,6 +124,78 @@ def _prompt_spec(name, title, summary, options, apply, trades, peft_type, **kw):
                       trades=trades, kind="prompt", mergeable=False, peft_type=peft_type, **kw)
 
 
+def _virtual(shapes, n: int) -> int:
+    """Virtual tokens peft creates: doubled for encoder-decoder models (one set per stack)."""
+    return n * (2 if shapes.model_kind == "seq2seq" else 1)
+
+
+def _kv_dim(shapes) -> int:
+    """Width of one layer's key (or value) prefix: peft shrinks it to the key/value heads on GQA models."""
+    if "num_key_value_heads" in shapes.config or shapes.model_type in ("llama", "mistral", "qwen2", "phi3",
+                                                                       "gemma", "gemma2", "phi3small"):
+        return shapes.head_dim * shapes.kv_heads
+    return shapes.hidden
+
+
+def _prompt_tuning_params(shapes, options, ctx) -> int:
+    from ..shapes import with_heads
+
+    return with_heads(shapes, options, _virtual(shapes, options.num_virtual_tokens) * shapes.hidden)
+
+
+def _prefix_params(shapes, options, ctx) -> int:
+    """Key and value prefixes for every layer, or an embedding plus a two-layer MLP that makes them."""
+    from ..shapes import with_heads
+
+    tokens = _virtual(shapes, options.num_virtual_tokens)
+    dim = _kv_dim(shapes)
+    out = shapes.layers * 2 * dim
+    if not options.prefix_projection:
+        return with_heads(shapes, options, tokens * out)
+    hidden = options.encoder_hidden_size or shapes.hidden
+    return with_heads(shapes, options, tokens * dim + (dim + 1) * hidden + (hidden + 1) * out)
+
+
+def _p_tuning_params(shapes, options, ctx) -> int:
+    """Virtual token embeddings plus the prompt encoder (an MLP of three layers, or an LSTM and an MLP)."""
+    from ..shapes import with_heads
+
+    tokens = _virtual(shapes, options.num_virtual_tokens)
+    dim, h = shapes.hidden, options.encoder_hidden_size or shapes.hidden
+    n = tokens * dim
+    if options.encoder_reparameterization_type == "MLP":
+        n += (dim + 1) * h + (h + 1) * h + (h + 1) * dim
+    else:
+        for layer in range(options.encoder_num_layers):
+            d_in = dim if layer == 0 else 2 * h
+            n += 2 * (4 * h * (d_in + h) + 8 * h)
+        n += (2 * h + 1) * 2 * h + (2 * h + 1) * dim
+    return with_heads(shapes, options, n)
+
+
+def _cartridge_params(shapes, options, ctx) -> int:
+    from ..shapes import with_heads
+
+    trainable = options.num_virtual_tokens - options.num_frozen_tokens
+    return with_heads(shapes, options, trainable * shapes.layers * 2 * _kv_dim(shapes))
+
+
+def _cpt_params(shapes, options, ctx) -> int:
+    """A delta per context token; with context_text its token count is estimated from its words."""
+    from ..shapes import with_heads
+
+    tokens = options.num_virtual_tokens
+    if options.context_text:
+        tokens = max(1, round(len(options.context_text.split()) * 1.3))
+    return with_heads(shapes, options, tokens * shapes.hidden)
+
+
+def _adaption_params(shapes, options, ctx) -> int:
+    from ..shapes import with_heads
+
+    layers = min(options.adapter_layers, shapes.layers)
+    return with_heads(shapes, options, layers * (options.adapter_len * shapes.hidden + 1))
+
 SPECS = [
     _prompt_spec(
         "prompt_tuning", "Prompt tuning",
@@ -132,6 +204,7 @@ SPECS = [
         Trades("low", "lowest (tokens x hidden)", "fast",
                "strong only on large models; needs a high learning rate (~1e-2)"),
         "PROMPT_TUNING",
+        params=_prompt_tuning_params,
     ),
     _prompt_spec(
         "prefix_tuning", "Prefix tuning",
@@ -140,6 +213,7 @@ SPECS = [
         Trades("low", "lowest (tokens x layers x 2 x hidden)", "fast", NOT_MERGEABLE),
         "PREFIX_TUNING",
         model_kinds=ALL_KINDS, why_not={},
+        params=_prefix_params,
     ),
     _prompt_spec(
         "p_tuning", "P-tuning",
@@ -147,6 +221,7 @@ SPECS = [
         PTuningOptions, peft_apply("PromptEncoderConfig", extra=_encoder_extra, targets_mapping=None),
         Trades("low", "low (encoder while training)", "fast", NOT_MERGEABLE),
         "P_TUNING",
+        params=_p_tuning_params,
     ),
     _prompt_spec(
         "cartridge", "Cartridges",
@@ -155,6 +230,7 @@ SPECS = [
         Trades("low", "lowest (tokens x layers x 2 x hidden)", "fast", NOT_MERGEABLE),
         "CARTRIDGE",
         model_kinds=ALL_KINDS, why_not={},
+        params=_cartridge_params,
     ),
     _prompt_spec(
         "cpt", "CPT",
@@ -168,6 +244,7 @@ SPECS = [
         why_not={k: "peft's CPT supports causal language models only" for k in ("seq2seq", "seq_cls",
                                                                                  "token_cls", "qa")},
         barely_learns=True,
+        params=_cpt_params,
     ),
     _prompt_spec(
         "adaption_prompt", "LLaMA-Adapter",
@@ -179,5 +256,6 @@ SPECS = [
         why_not={k: "LLaMA-Adapter works on decoder-only causal LMs (llama, mistral, gpt2) only"
                  for k in ("seq2seq", "seq_cls", "token_cls", "qa")},
         barely_learns=True,
+        params=_adaption_params,
     ),
 ]

@@ -52,6 +52,31 @@ def _ln_extra(options, model, ctx):
     return {"target_modules": names}
 
 
+def _ia3_params(shapes, options, ctx) -> int:
+    """One vector per adapted layer: in_features for feed-forward layers (scaled on the input), else out."""
+    from ..shapes import default_targets, targets_of, with_heads
+
+    ff = options.feedforward_modules
+    if ff is None:
+        ff = [] if options.target_modules else (default_targets("IA3_FEEDFORWARD", shapes.model_type) or [])
+    n = sum(m.d_in if shapes.matches(m.name, ff) else m.d_out for m in targets_of(shapes, options, "IA3"))
+    return with_heads(shapes, options, n)
+
+
+def _beft_params(shapes, options, ctx) -> int:
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "BEFT", lambda m: m.d_out)
+
+
+def _ln_params(shapes, options, ctx) -> int:
+    """Weights (and biases) of the chosen normalisation layers; by default peft's list, else every *Norm."""
+    from ..shapes import default_targets, with_heads
+
+    targets = options.target_modules or default_targets("LNTUNING", shapes.model_type) or sorted(
+        {m.suffix for m in shapes.norms if m.cls.endswith("Norm")})
+    return with_heads(shapes, options, sum(m.numel for m in shapes.targeted(targets, ("norm",))))
+
 SPECS = [
     MethodSpec(
         name="ia3",
@@ -65,6 +90,7 @@ SPECS = [
                       "and many steps to move the loss"),
         barely_learns=True,
         peft_type="IA3",
+        params=_ia3_params,
     ),
     MethodSpec(
         name="beft",
@@ -77,6 +103,7 @@ SPECS = [
                       "BitFit-style; cannot merge into layers that have no bias (e.g. Llama)"),
         mergeable=False,
         peft_type="BEFT",
+        params=_beft_params,
     ),
     MethodSpec(
         name="ln_tuning",
@@ -87,5 +114,6 @@ SPECS = [
         apply=peft_apply("LNTuningConfig", extra=_ln_extra, targets_mapping=None),
         trades=Trades("low", "lowest (norm weights only)", "fast", "a strong baseline for its size"),
         peft_type="LN_TUNING",
+        params=_ln_params,
     ),
 ]

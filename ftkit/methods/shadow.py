@@ -34,6 +34,27 @@ def _apply_shadow(model, options, ctx):
         ) from None
 
 
+def _shadow_params(shapes, options, ctx) -> int:
+    """Per adapted block: a rank-r bottleneck and two d -> r -> d update networks; plus the shadow network,
+    a copy of shadow_num_hidden_layers blocks and the final norm at the shadow width (projected when narrower).
+    """
+    from ..shapes import shapes_for, with_heads
+
+    d, r = shapes.hidden, options.r
+    blocks = shapes.num_blocks
+    per_block = 2 * d * r + 2 * (d * r + r + r * d + d)
+    layers = options.shadow_num_hidden_layers or 1
+    config = dict(shapes.config, num_hidden_layers=layers)
+    if options.shadow_hidden_size:
+        config["hidden_size"] = options.shadow_hidden_size
+    small = shapes_for(config, "causal_lm")
+    prefix = small.blocks + "."
+    backbone = sum(m.numel for m in small.modules if m.name.startswith(prefix) or m.kind == "norm"
+                   and not m.name.startswith(prefix))
+    if options.shadow_hidden_size and options.shadow_hidden_size != d:
+        backbone += options.shadow_hidden_size * d
+    return with_heads(shapes, options, blocks * per_block + backbone)
+
 SPECS = [
     MethodSpec(
         name="shadow",
@@ -47,5 +68,6 @@ SPECS = [
         why_not={k: "ShadowPEFT wraps the blocks of decoder-only models" for k in ("seq2seq", "token_cls", "qa")},
         mergeable=False,
         peft_type="SHADOW",
+        params=_shadow_params,
     ),
 ]

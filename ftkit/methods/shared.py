@@ -91,6 +91,67 @@ class FrodOptions(AdapterOptions):
 
 SHARED_TRADES_NOTE = "random projections are frozen; memory close to LoRA's, storage far smaller"
 
+def _vera_params(lambda_d: int = 1):
+    def params(shapes, options, ctx) -> int:
+        """A scaling vector of out (b) and one of r (d; two for PVeRA's mean and spread) per layer."""
+        from ..shapes import per_module
+
+        return per_module(shapes, options, "VERA" if lambda_d == 1 else "PVERA",
+                          lambda m: m.d_out + lambda_d * options.r)
+
+    return params
+
+
+def _vblora_params(shapes, options, ctx) -> int:
+    """The shared bank (num_vectors x vector_length) plus top-k logits for every sub-vector of A and B."""
+    from ..shapes import divisor_up_to, per_module
+
+    length = options.vector_length or divisor_up_to(shapes.linear_gcd(), 256)
+    nv, r = options.num_vectors, options.r
+    return per_module(shapes, options, "VBLORA",
+                      lambda m: r * (m.d_in // length) * nv + (m.d_out // length) * r * nv, shared=nv * length)
+
+
+def _randlora_params(shapes, options, ctx) -> int:
+    """lambda (r x bases) and gamma (bases x min(in, out)), bases = ceil(min(in, out) / r)."""
+    from ..shapes import per_module
+
+    def one(m):
+        low = min(m.d_in, m.d_out)
+        bases = -(-low // options.r)
+        return options.r * bases + bases * low
+
+    return per_module(shapes, options, "RANDLORA", one)
+
+
+def _unilora_params(shapes, options, ctx) -> int:
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "UNILORA", lambda m: 0, shared=options.theta_d_length)
+
+
+def _tinylora_params(shapes, options, ctx) -> int:
+    """One u-vector per group of layers; weight_tying sets how many groups there are."""
+    from ..shapes import targets_of, with_heads
+
+    count = len(targets_of(shapes, options, "TINYLORA", kinds=("linear", "embedding")))
+    groups = max(1, round(count * (1.0 - options.weight_tying))) if count else 0
+    return with_heads(shapes, options, groups * options.u)
+
+
+def _frod_params(shapes, options, ctx) -> int:
+    """A scale per input (lambda_l) and the sparse off-diagonal entries of the shared in x in rotation."""
+    from ..shapes import per_module
+
+    def one(m):
+        d = m.d_in
+        nnz = min(int(d * d * options.sparse_rate), d * (d - 1))
+        if options.sparse_rate > 0 and d * (d - 1) > 0:
+            nnz = max(1, nnz)
+        return d + nnz
+
+    return per_module(shapes, options, "FROD", one)
+
 SPECS = [
     MethodSpec(
         name="vera",
@@ -101,6 +162,7 @@ SPECS = [
         apply=peft_apply("VeraConfig", targets_mapping=_mapping("VERA")),
         trades=Trades("low", "lowest (~10x fewer than LoRA)", "fast", SHARED_TRADES_NOTE),
         peft_type="VERA",
+        params=_vera_params(),
     ),
     MethodSpec(
         name="pvera",
@@ -112,6 +174,7 @@ SPECS = [
         trades=Trades("low", "lowest", "fast", "moves the loss slowly; a high learning rate helps"),
         barely_learns=True,
         peft_type="PVERA",
+        params=_vera_params(2),
     ),
     MethodSpec(
         name="vblora",
@@ -122,6 +185,7 @@ SPECS = [
         apply=peft_apply("VBLoRAConfig", extra=_vblora_extra, targets_mapping=_mapping("VBLORA")),
         trades=Trades("low", "lowest (bank + logits)", "medium", "tiny checkpoints; vector_length must divide widths"),
         peft_type="VBLORA",
+        params=_vblora_params,
     ),
     MethodSpec(
         name="randlora",
@@ -132,6 +196,7 @@ SPECS = [
         apply=peft_apply("RandLoraConfig", targets_mapping=_mapping("RANDLORA")),
         trades=Trades("medium", "low", "medium", "full-rank update at LoRA-like parameter counts"),
         peft_type="RANDLORA",
+        params=_randlora_params,
     ),
     MethodSpec(
         name="unilora",
@@ -144,6 +209,7 @@ SPECS = [
         barely_learns=True,
         quantized_base=False,
         peft_type="UNILORA",
+        params=_unilora_params,
     ),
     MethodSpec(
         name="tinylora",
@@ -157,6 +223,7 @@ SPECS = [
         quantized_base=False,
         barely_learns=True,
         peft_type="TINYLORA",
+        params=_tinylora_params,
     ),
     MethodSpec(
         name="frod",
@@ -168,5 +235,6 @@ SPECS = [
         trades=Trades("low", "lowest", "medium (decompositions at start)", "full-rank update, few parameters"),
         quantized_base=False,
         peft_type="FROD",
+        params=_frod_params,
     ),
 ]

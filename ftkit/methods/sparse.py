@@ -46,6 +46,30 @@ def _token_extra(options, model, ctx):
     return {"token_indices": ids}
 
 
+def _shira_params(shapes, options, ctx) -> int:
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "SHIRA", lambda m: options.r * (m.d_in + m.d_out))
+
+
+def _supertuning_params(shapes, options, ctx) -> int:
+    """int(in x out x (1 - sparsity)) chosen entries per layer, plus the optional LoRA of rank r."""
+    from ..shapes import per_module
+
+    return per_module(shapes, options, "SUPERTUNING", lambda m: int(m.d_in * m.d_out * (1 - options.sparsity))
+                      + (options.r * (m.d_in + m.d_out) if options.r else 0))
+
+
+def _tokens_params(shapes, options, ctx) -> int:
+    """A row of the input embedding per chosen token (the tokenizer's special tokens by default)."""
+    ids = set(options.token_indices or shapes.special_ids)
+    embed = shapes.embeddings[0]
+    if options.target_modules:
+        found = shapes.targeted(options.target_modules, ("embedding",), skip_heads=False)
+        embed = found[0] if found else embed
+    # peft sets up no modules_to_save for this method: a classification head stays frozen
+    return len(ids) * embed.d_out
+
 SPECS = [
     MethodSpec(
         name="shira",
@@ -56,6 +80,7 @@ SPECS = [
         apply=peft_apply("ShiraConfig", targets_mapping=_mapping("SHIRA")),
         trades=Trades("medium", "low (LoRA-sized)", "fast", "switches adapters quickly; little concept loss"),
         peft_type="SHIRA",
+        params=_shira_params,
     ),
     MethodSpec(
         name="supertuning",
@@ -67,6 +92,7 @@ SPECS = [
         trades=Trades("medium", "low (1 - sparsity)", "fast", "no calibration pass"),
         quantized_base=False,
         peft_type="SUPERTUNING",
+        params=_supertuning_params,
     ),
     MethodSpec(
         name="trainable_tokens",
@@ -80,5 +106,6 @@ SPECS = [
         why_not={k: "peft's token-classification and QA wrappers fail to set up trainable tokens (they expect "
                  "modules_to_save, which this method has not)" for k in ("token_cls", "qa")},
         peft_type="TRAINABLE_TOKENS",
+        params=_tokens_params,
     ),
 ]

@@ -42,6 +42,22 @@ def _c3a_extra(options, model, ctx):
     return {"block_size": divisor_up_to(linear_gcd(model), 1024)}
 
 
+def _n_frequency_params(mapping: str):
+    def params(shapes, options, ctx) -> int:
+        from ..shapes import per_module
+
+        return per_module(shapes, options, mapping, lambda m: options.n_frequency)
+
+    return params
+
+
+def _c3a_params(shapes, options, ctx) -> int:
+    """A block-circulant kernel per layer: in x out / block_size."""
+    from ..shapes import divisor_up_to, per_module
+
+    block = options.block_size or divisor_up_to(shapes.linear_gcd(), 1024)
+    return per_module(shapes, options, "C3A", lambda m: m.d_in * m.d_out // block)
+
 SPECS = [
     MethodSpec(
         name="fourierft",
@@ -52,6 +68,7 @@ SPECS = [
         apply=peft_apply("FourierFTConfig", targets_mapping=_mapping("FOURIERFT")),
         trades=Trades("low", "lowest (n_frequency per layer)", "medium", "far fewer parameters than LoRA"),
         peft_type="FOURIERFT",
+        params=_n_frequency_params("FOURIERFT"),
     ),
     MethodSpec(
         name="waveft",
@@ -62,6 +79,7 @@ SPECS = [
         apply=peft_apply("WaveFTConfig", targets_mapping=_mapping("WAVEFT")),
         trades=Trades("low", "lowest", "medium", "fine control of the parameter count"),
         peft_type="WAVEFT",
+        params=_n_frequency_params("WAVEFT"),
     ),
     MethodSpec(
         name="c3a",
@@ -72,5 +90,6 @@ SPECS = [
         apply=peft_apply("C3AConfig", extra=_c3a_extra, targets_mapping=_mapping("C3A")),
         trades=Trades("low", "low", "medium", "high-rank update; block_size sets the size"),
         peft_type="C3A",
+        params=_c3a_params,
     ),
 ]

@@ -1,4 +1,5 @@
-"""Notebook widgets: ``ConfigForm``, ``DataPreview``, ``ModelSummary``, ``Dashboard``, ``Comparison`` and ``App``.
+"""Notebook widgets: ``ConfigForm``, ``DataPreview``, ``ModelSummary``, ``Dashboard``, ``Comparison``,
+``AdvisorWidget`` and ``App``.
 
 Stock ipywidgets and plotly ``FigureWidget`` only, so they work in JupyterLab
 and VS Code notebooks alike. Importing this package loads no training stack;
@@ -15,6 +16,7 @@ _LAZY = {
     "Dashboard": "dashboard",
     "Comparison": "compare",
     "App": "app",
+    "AdvisorWidget": "advisor",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,356 @@
+"""The estimator: parameter counts equal to the real models and to peft's, ZeRO arithmetic, verdicts, CLI.
+
+The method cases come from the registry, so a new method module is covered (and must give its
+``params`` function) without touching this file.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ftkit import shapes as S
+from ftkit.config import RunConfig
+from ftkit.estimator import GB, estimate
+from ftkit.methods import BuildContext, methods
+
+VOCAB = 128
+LLAMA = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=4, max_position_embeddings=128, pad_token_id=0)
+BERT = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=128)
+
+
+# ---- importing and calling it stays light ---------------------------------------------------------------
+
+def test_estimating_and_advising_import_no_torch():
+    code = (
+        "import sys, ftkit\n"
+        "e = ftkit.estimate('phi3-mini-qlora', gpus=1, gpu_memory_gb=24)\n"
+        "assert e.fits and e.trainable_params > 0, e.table()\n"
+        "a = ftkit.advise('chat', 'microsoft/Phi-3-mini-4k-instruct', gpus=1, gpu_memory_gb=24)\n"
+        "assert a.ranked\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'deepspeed', 'bitsandbytes') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+# ---- total parameters equal the real models' --------------------------------------------------------------
+
+AUTO = {"causal_lm": "AutoModelForCausalLM", "seq_cls": "AutoModelForSequenceClassification",
+        "token_cls": "AutoModelForTokenClassification", "qa": "AutoModelForQuestionAnswering",
+        "seq2seq": "AutoModelForSeq2SeqLM"}
+SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=128, pad_token_id=0)
+ARCHS = [(dict(model_type=t, **SMALL), k) for t in ("llama", "mistral", "qwen2", "phi3", "gemma", "gemma2")
+         for k in ("causal_lm", "seq_cls", "token_cls")]
+ARCHS += [(dict(model_type=t, **SMALL), "qa") for t in ("llama", "mistral", "qwen2")]
+ARCHS += [
+    (dict(model_type="llama", tie_word_embeddings=True, attention_bias=True, mlp_bias=True, **SMALL), "causal_lm"),
+    (dict(model_type="gemma2", head_dim=32, **SMALL), "causal_lm"),
+    (dict(model_type="bert", **BERT), "seq_cls"), (dict(model_type="bert", **BERT), "token_cls"),
+    (dict(model_type="bert", **BERT), "qa"),
+    (dict(model_type="t5", vocab_size=VOCAB, d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=3,
+          num_heads=4, feed_forward_proj="gated-gelu"), "seq2seq"),
+]
+
+
+def meta_model(config: dict, kind: str, num_labels: int = 3):
+    torch = pytest.importorskip("torch")
+    import transformers
+
+    data = dict(config)
+    model_type = data.pop("model_type")
+    data.pop("architectures", None)
+    if kind in ("seq_cls", "token_cls"):
+        data["num_labels"] = num_labels
+    hf = transformers.AutoConfig.for_model(model_type, **data)
+    with torch.device("meta"):
+        return getattr(transformers, AUTO[kind]).from_config(hf)
+
+
+@pytest.mark.parametrize("config,kind", ARCHS, ids=[f"{c['model_type']}-{k}" for c, k in ARCHS])
+def test_described_parameters_are_the_real_models(config, kind):
+    model = meta_model(config, kind)
+    shapes = S.shapes_for(config, kind, num_labels=3)
+    assert dict(shapes.parameters()) == {n: p.numel() for n, p in model.named_parameters()}
+    assert shapes.total == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name,kind", [("builtin:tiny-llama", "causal_lm"), ("builtin:tiny-t5", "seq2seq"),
+                                       ("builtin:minilm", "seq_cls")])
+def test_builtin_models_are_described_exactly(name, kind):
+    data = S.load_config(name)
+    assert S.shapes_for(data, kind, num_labels=3).total == sum(p.numel() for p in meta_model(data, kind).parameters())
+
+
+#: published parameter counts of the shipped models (their model cards)
+PUBLISHED = {
+    "meta-llama/Llama-3.1-8B": 8_030_261_248, "mistralai/Mistral-7B-v0.3": 7_248_023_552,
+    "Qwen/Qwen2.5-0.5B": 494_032_768, "Qwen/Qwen2.5-1.5B": 1_543_714_304, "Qwen/Qwen2.5-7B": 7_615_616_512,
+    "google/gemma-2-2b": 2_614_341_888, "microsoft/Phi-3-small-8k-instruct": 7_392_272_384,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_shipped_configs_give_published_sizes(name):
+    assert S.shapes_for(S.load_config(name), "causal_lm").total == PUBLISHED[name]
+
+
+@pytest.mark.parametrize("name", [n for n in S.shipped_models() if S.load_config(n)["model_type"] != "phi3small"])
+def test_shipped_configs_match_transformers(name):
+    data = S.load_config(name)
+    kind = "seq_cls" if data["model_type"] == "bert" else "causal_lm"
+    assert S.shapes_for(data, kind, num_labels=3).total == sum(p.numel() for p in meta_model(data, kind).parameters())
+
+
+@pytest.mark.parametrize("name", ["microsoft/Phi-3-mini-4k-instruct", "microsoft/Phi-3-medium-4k-instruct"])
+def test_phi3_totals_match_the_plan(name):
+    pytest.importorskip("peft")
+    from ftkit.plan import plan
+
+    config = RunConfig.preset("phi3-mini-qlora").update({"model.name_or_path": name, "method.name": "lora",
+                                                          "quantization.bits": None})
+    assert estimate(config).total_params - estimate(config).trainable_params == plan(config)["base_params"]
+    assert S.from_run_config(config).total == plan(config)["base_params"]
+
+
+# ---- trainable parameters equal peft's, for every registered method ------------------------------------------
+
+def tiny(kind: str, **changes):
+    import transformers as tf
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    if kind == "causal_lm":
+        return tf.LlamaForCausalLM(tf.LlamaConfig(**{**LLAMA, **changes}))
+    if kind == "seq_cls":
+        return tf.BertForSequenceClassification(tf.BertConfig(**{**BERT, **changes}, num_labels=3))
+    raise ValueError(kind)
+
+
+def counts(name: str, kind: str, options=None, **model_changes) -> tuple[int, int]:
+    """(peft's trainable count after the method's apply, the estimator's count from the config alone)."""
+    pytest.importorskip("peft")
+    from ftkit.engine.train import count_parameters
+
+    spec = methods.get(name)
+    if spec.needs_cuda:
+        pytest.skip(f"{spec.title} needs CUDA in peft")
+    options = options or spec.options()
+    model = tiny(kind, **model_changes)
+    shapes = S.shapes_for(model.config.to_dict(), kind, num_labels=3)
+    ctx = BuildContext(model_kind=kind, model_type=model.config.model_type, total_steps=20)
+    try:
+        model = spec.apply(model, options, ctx)
+    except ValueError as exc:  # the method refuses this model (ShadowPEFT on an encoder): so must the estimate
+        with pytest.raises(Exception):
+            spec.params(shapes, options, ctx)
+        pytest.skip(str(exc))
+    ctx = BuildContext(model_kind=kind, model_type=shapes.model_type, total_steps=20)
+    return count_parameters(model)[0], spec.params(shapes, options, ctx)
+
+
+CASES = [(s.name, k) for s in methods for k in ("causal_lm", "seq_cls") if k in s.model_kinds]
+
+
+@pytest.mark.parametrize("name,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_trainable_count_equals_peft(name, kind):
+    real, predicted = counts(name, kind)
+    assert predicted == real
+
+
+def test_every_method_counts_its_parameters():
+    missing = [s.name for s in methods if s.params is None]
+    assert not missing, f"methods without a params function: {missing}"
+
+
+VARIANTS = [
+    ("lora", {"r": 4, "target_modules": "all-linear", "bias": "all"}, {}),
+    ("lora", {"target_modules": ["q_proj", "embed_tokens"], "bias": "lora_only"}, {"attention_bias": True}),
+    ("dora", {"target_modules": "all-linear"}, {"num_key_value_heads": 2}),
+    ("prefix_tuning", {"prefix_projection": True, "encoder_hidden_size": 32}, {"num_key_value_heads": 2}),
+    ("cartridge", {"num_frozen_tokens": 3}, {"num_key_value_heads": 2}),
+    ("p_tuning", {"encoder_reparameterization_type": "LSTM", "encoder_num_layers": 2}, {}),
+    ("lokr", {"r": 2, "decompose_both": True, "target_modules": "all-linear"}, {}),
+    ("oft", {"oft_block_size": 16, "block_share": True}, {}),
+    ("tinylora", {"weight_tying": 0.5, "target_modules": "all-linear"}, {}),
+    ("ia3", {"target_modules": ["q_proj", "up_proj", "down_proj"], "feedforward_modules": ["down_proj"]}, {}),
+    ("lily", {"stride_A": 2, "num_B": 3, "target_modules": ["q_proj", "v_proj", "up_proj"]}, {"num_hidden_layers": 3}),
+    ("glora", {"config_A_B": "vector", "config_C": "vector", "config_D_E": "vector"}, {"attention_bias": True}),
+    ("freeze", {"trainable_layers": 1, "trainable_patterns": ["norm"]}, {}),
+    ("osf", {"effective_rank": 0.25, "target_modules": "all-linear"}, {}),
+    ("gralora", {"r": 8, "gralora_k": 4, "hybrid_r": 2}, {}),
+    ("supertuning", {"sparsity": 0.9, "r": 2}, {}),
+]
+
+
+@pytest.mark.parametrize("name,options,model", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_trainable_count_equals_peft_with_options(name, options, model):
+    spec = methods.get(name)
+    real, predicted = counts(name, "causal_lm", spec.options(**options), **model)
+    assert predicted == real
+
+
+# ---- memory arithmetic ------------------------------------------------------------------------------------
+
+def zero_config(stage, gpus=4):
+    changes = {"model.name_or_path": "microsoft/Phi-3-mini-4k-instruct", "task.name": "domain",
+               "method.name": "full", "distributed.num_processes": gpus, "distributed.launcher": "torchrun",
+               "training.batch_size": 1, "training.max_seq_length": 64}
+    if stage is not None:
+        changes["distributed.zero_stage"] = stage
+    return RunConfig().update(changes)
+
+
+def model_states(e) -> float:
+    keys = ("base weights", "gradients", "fp32 master weights", "optimizer states")
+    return sum(v for k, v in e.breakdown.items() if k.startswith(keys) and "reuse" not in k)
+
+
+@pytest.mark.parametrize("stage,per_param", [(0, lambda n: 16), (1, lambda n: 4 + 12 / n),
+                                             (2, lambda n: 2 + 14 / n), (3, lambda n: 16 / n)])
+@pytest.mark.parametrize("gpus", [2, 8])
+def test_zero_partitions_states_as_the_paper_says(stage, per_param, gpus):
+    """ZeRO (Rajbhandari et al. 2020), mixed precision with Adam: 2 + 2 + 12 bytes per parameter, of which
+    stage 1 partitions the 12, stage 2 also the gradients' 2, stage 3 all 16."""
+    e = estimate(zero_config(stage, gpus), device="A100-80GB")
+    psi = e.total_params
+    assert model_states(e) == pytest.approx(per_param(gpus) * psi, rel=1e-9)
+
+
+def test_without_deepspeed_bf16_training_keeps_no_master_copy():
+    e = estimate(zero_config(None, 1), device="A100-80GB")
+    assert model_states(e) == pytest.approx(8 * e.total_params, rel=1e-9)  # bf16 weights, grads, 2 states
+
+
+def test_offload_moves_optimizer_states_to_cpu():
+    config = zero_config(2, 2).update({"distributed.offload_optimizer": "cpu"})
+    on_gpu, offloaded = estimate(zero_config(2, 2)), estimate(config)
+    assert offloaded.breakdown["optimizer states"] == 0 and offloaded.breakdown.get("fp32 master weights", 0) == 0
+    moved = on_gpu.breakdown["optimizer states"] + on_gpu.breakdown["fp32 master weights"]
+    assert offloaded.cpu_breakdown["optimizer states + fp32 masters (offloaded)"] == pytest.approx(2 * moved)
+    assert offloaded.peak_bytes < on_gpu.peak_bytes
+
+
+def test_nf4_weights_with_and_without_double_quantization():
+    config = RunConfig.preset("phi3-mini-qlora")
+    shapes = S.from_run_config(config)
+    quantized = sum(m.weight_numel for m in shapes.linears if m.name != "lm_head")
+    dq = estimate(config).breakdown["base weights (nf4)"]
+    plain = estimate(config.set("quantization.double_quant", False)).breakdown["base weights (nf4)"]
+    assert plain == pytest.approx(quantized * (0.5 + 4 / 64), rel=1e-3)  # fp32 absmax per 64 weights
+    assert dq == pytest.approx(quantized * (0.5 + 1 / 64 + 4 / (64 * 256)), rel=2e-3)  # 8-bit absmax + fp32 per 256
+    int8 = estimate(config.update({"method.name": "lora", "quantization.bits": 8})).breakdown["base weights (int8)"]
+    assert int8 == pytest.approx(quantized, rel=2e-3)
+    # what bitsandbytes leaves unquantized is cast to fp32 for k-bit training
+    assert estimate(config).breakdown["base weights (fp32)"] == pytest.approx(
+        4 * (shapes.total - quantized), rel=1e-6)
+
+
+def test_checkpointing_and_smaller_batches_shrink_activations():
+    config = RunConfig.preset("phi3-mini-qlora")
+    base = estimate(config.set("training.gradient_checkpointing", False))
+    ckpt = estimate(config)
+    small = estimate(config.set("training.batch_size", 1))
+    assert ckpt.breakdown["activations (layers)"] < base.breakdown["activations (layers)"] / 5
+    assert small.breakdown["activations (layers)"] == pytest.approx(ckpt.breakdown["activations (layers)"] / 4)
+    assert small.breakdown["activations (logits + loss)"] == pytest.approx(
+        ckpt.breakdown["activations (logits + loss)"] / 4)
+
+
+def test_time_grows_with_tokens_and_full_training_costs_more_per_token():
+    config = RunConfig.preset("phi3-mini-qlora").set("quantization.bits", None).set("method.name", "lora")
+    lora = estimate(config, device="H100-80GB")
+    full = estimate(config.set("method.name", "full"), device="H100-80GB")
+    longer = estimate(config.set("training.gradient_accumulation_steps", 8), device="H100-80GB")
+    assert full.flops_per_step > lora.flops_per_step
+    assert longer.seconds_per_step == pytest.approx(2 * lora.seconds_per_step, rel=1e-6)
+    assert 0 < lora.seconds_per_step < 60
+
+
+# ---- verdicts -------------------------------------------------------------------------------------------
+
+def test_fitting_run_says_so():
+    e = estimate(RunConfig.preset("phi3-mini-qlora"), gpus=1, gpu_memory_gb=24)
+    assert e.fits and e.verdict.startswith("fits on 1 x 24 GB") and not e.suggestions
+
+
+def test_first_change_for_a_run_that_does_not_fit():
+    config = RunConfig.preset("phi3-mini-qlora").update({
+        "method.name": "full", "quantization.bits": None, "training.gradient_checkpointing": False})
+    e = estimate(config, gpus=1, gpu_memory_gb=24)
+    assert not e.fits
+    assert e.first_suggestion == "turn on training.gradient_checkpointing"
+    assert e.verdict.startswith("does not fit on 1 x 24 GB") and "gradient_checkpointing" in e.verdict
+    assert e.suggestions[-1]["fits"]  # following the list in order ends with a run that fits
+    assert [s["peak_gb"] for s in e.suggestions] == sorted((s["peak_gb"] for s in e.suggestions), reverse=True)
+
+
+def test_several_gpus_suggest_zero_before_offload():
+    config = RunConfig.preset("phi3-mini-qlora").update({
+        "model.name_or_path": "microsoft/Phi-3-medium-4k-instruct", "method.name": "freeze",
+        "method.freeze.trainable_layers": 40, "quantization.bits": None, "training.batch_size": 1,
+        "distributed.num_processes": 4, "distributed.launcher": "torchrun"})
+    e = estimate(config, gpus=4, gpu_memory_gb=40)
+    assert not e.fits
+    changes = [s["change"] for s in e.suggestions]
+    assert changes[:3] == ["distributed.zero_stage 1", "distributed.zero_stage 2", "distributed.zero_stage 3"]
+    assert "offload" in changes[-1] and e.suggestions[-1]["fits"]
+
+
+def test_table_and_dict():
+    e = estimate(RunConfig.preset("phi3-mini-qlora"), gpus=1, gpu_memory_gb=24)
+    text = e.table()
+    for word in ("base weights (nf4)", "optimizer states", "activations", "framework overhead", "verdict"):
+        assert word in text
+    data = json.loads(json.dumps(e.to_dict()))
+    assert data["trainable_params"] == e.trainable_params and data["fits"] is True
+    assert sum(data["breakdown_gb"].values()) == pytest.approx(e.peak_gb, abs=1e-2)
+
+
+# ---- command line ---------------------------------------------------------------------------------------
+
+def test_cli_estimate_json(capsys):
+    from ftkit.cli import main
+
+    assert main(["estimate", "--preset", "phi3-mini-qlora", "--gpus", "1", "--gpu-memory", "24", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["fits"] is True and data["gpus"] == 1 and data["gpu_memory_gb"] == 24
+    assert data["model"] == "microsoft/Phi-3-mini-4k-instruct" and data["trainable_params"] > 1e6
+
+
+def test_cli_estimate_table_and_bad_config(capsys, tmp_path):
+    from ftkit.cli import main
+
+    assert main(["estimate", "--preset", "phi3-mini-qlora", "--gpu-memory", "8",
+                 "--set", "method.name=full", "--set", "quantization.bits=none"]) == 0
+    assert "does not fit on 1 x 8 GB" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  batch_size: 0\n")
+    assert main(["estimate", str(bad)]) == 2
+    assert "training.batch_size" in capsys.readouterr().err
+
+
+# ---- a finished run records predicted and measured peaks --------------------------------------------------
+
+def test_summary_records_predicted_and_measured_peak(tmp_path):
+    pytest.importorskip("torch")
+    from ftkit.engine.train import train
+
+    config = RunConfig().update({
+        "task.name": "domain", "method.name": "lora", "data.max_train_samples": 16, "data.max_eval_samples": 2,
+        "training.max_steps": 2, "training.batch_size": 2, "training.max_seq_length": 32,
+        "training.eval_steps": 0, "runs_dir": str(tmp_path)})
+    (tmp_path / "run").mkdir()
+    summary = train(config, tmp_path / "run")
+    assert summary["status"] == "finished", summary["reason"]
+    assert summary["baseline_rss_mb"] > 50
+    assert summary["predicted_peak_mb"] > 0 and summary["measured_peak_mb"] > 0
+    assert summary["predicted_peak_mb"] == pytest.approx(
+        estimate(config, device="CPU", gpus=1).allocated_mb, abs=0.1)
