@@ -585,3 +585,19 @@ def test_app_reports_a_refused_start():
     app = App(controller=Refusing(), interval=None)
     app.form.start_button.click()
     assert "needs 4 GPUs" in app.message.value and app.dashboards == {}
+
+
+def test_estimate_panel_follows_the_form():
+    from ftkit.config import RunConfig
+    from ftkit.widgets import ConfigForm, EstimatePanel
+
+    form = ConfigForm(RunConfig.preset("phi3-mini-qlora"))
+    panel = EstimatePanel(form, device="A100-80GB", gpus=1, gpu_memory_gb=24)
+    assert panel.estimate is not None and panel.estimate.fits
+    assert "fits on 1 x 24 GB" in panel.output.value
+    qlora_peak = panel.estimate.peak_gb
+    form.set("method.name", "full")  # a 4-bit base cannot train in full: the form is invalid
+    assert panel.estimate is None and "fix the form" in panel.output.value
+    form.set("quantization.bits", None)
+    assert panel.estimate is not None and not panel.estimate.fits
+    assert panel.estimate.peak_gb > qlora_peak and "does not fit" in panel.output.value

@@ -17,6 +17,7 @@ _LAZY = {
     "Comparison": "compare",
     "App": "app",
     "AdvisorWidget": "advisor",
+    "EstimatePanel": "estimate",
 }
 
 __all__ = sorted(_LAZY)

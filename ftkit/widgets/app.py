@@ -13,6 +13,7 @@ import ipywidgets as widgets
 from . import _runs
 from .compare import Comparison
 from .dashboard import Dashboard
+from .estimate import EstimatePanel
 from .form import ConfigForm
 from .preview import DataPreview, ModelSummary
 
@@ -37,6 +38,7 @@ class App(widgets.VBox):
         self.form = ConfigForm(config, preset=preset)
         self.data_preview = DataPreview(self.form)
         self.model_summary = ModelSummary(self.form)
+        self.estimate = EstimatePanel(self.form)
         self.form.on_start(self.start)
         self.dashboards: dict[str, Dashboard] = {}
         self.message = widgets.HTML()
@@ -51,7 +53,7 @@ class App(widgets.VBox):
         self.comparison = Comparison(_LazyController(self), self.form, interval=interval, **extra)
         before = widgets.Accordion(
             children=[self.data_preview, self.model_summary], titles=("Data preview", "Model and parameters"))
-        configure = widgets.VBox([self.form, before])
+        configure = widgets.VBox([self.form, self.estimate, before])
         runs = widgets.VBox([widgets.HBox([self.run_picker, self.attach_button, self.refresh_button]),
                              self.dashboard_box])
         self.tabs = widgets.Tab(children=[configure, runs, self.comparison], titles=("Configure", "Runs", "Compare"))
