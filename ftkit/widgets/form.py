@@ -156,7 +156,10 @@ class ConfigForm(widgets.VBox):
         self.text.add_class("ftkit-form-text")
         self._text_kind: Optional[str] = None
         actions = widgets.HBox([self.start_button, self.yaml_button, self.cli_button])
-        self.children = [top, self.sections, self.message, actions, self.text]
+        # invalid inputs get a red border (the widget's own class; stock widgets have no error state)
+        style = widgets.HTML("<style>.ftkit-invalid input, .ftkit-invalid textarea, .ftkit-invalid select"
+                             " {border-color: #c62828 !important; box-shadow: 0 0 0 1px #c62828;}</style>")
+        self.children = [style, top, self.sections, self.message, actions, self.text]
 
     def _section_box(self, key: str) -> widgets.Widget:
         if key == "":
