@@ -69,9 +69,9 @@ class RunRecord:
 
     @property
     def started(self) -> float:
-        return self.path.stat().st_mtime if not (self.path / "config.json").exists() else (
-            (self.path / "config.json").stat().st_mtime
-        )
+        """When the run was created: its config is written right after the folder."""
+        config = self.path / "config.json"
+        return (config if config.exists() else self.path).stat().st_mtime
 
 
 def _last_status(path: Path) -> Optional[str]:

@@ -63,7 +63,8 @@ class Recorder:
             self.checkpoint = event["path"]
 
     def note_best(self, name: str, value: float, step: int, greater_is_better: bool) -> None:
-        if self.best is None or (value > self.best["value"]) == greater_is_better and value != self.best["value"]:
+        best = None if self.best is None else self.best["value"]
+        if best is None or (value > best if greater_is_better else value < best):
             self.best = {"metric": name, "value": value, "step": step}
 
 

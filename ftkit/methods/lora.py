@@ -44,8 +44,6 @@ def _lora_params(shapes, options, ctx, dora: bool = False) -> int:
 def _dora_params(shapes, options, ctx) -> int:
     return _lora_params(shapes, options, ctx, dora=True)
 
-LORA_TRADES = Trades("low", "low (0.1-2 %)", "fast", "close to full fine-tuning on most tasks")
-
 SPECS = [
     MethodSpec(
         name="lora",
@@ -54,7 +52,7 @@ SPECS = [
         summary="Low-rank update B·A added to frozen linear layers.",
         options=LoraOptions,
         apply=peft_apply("LoraConfig"),
-        trades=LORA_TRADES,
+        trades=Trades("low", "low (0.1-2 %)", "fast", "close to full fine-tuning on most tasks"),
         peft_type="LORA",
         params=_lora_params,
     ),
