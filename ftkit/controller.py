@@ -33,7 +33,7 @@ import psutil
 from . import launch
 from .control import Control
 from .events import FINAL_STATUSES, JsonlWriter, make_event, read_events
-from .store import RunRecord, RunStore
+from .store import LOW_SPACE, RunRecord, RunStore, disk_full_reason, free_bytes
 
 STATUSES = ("queued", "starting", "running", "paused", "stopping", "finished", "failed", "stopped")
 ACTIVE = ("queued", "starting", "running", "paused", "stopping")
@@ -112,6 +112,18 @@ class Run:
     def steps(self) -> list[tuple[int, float]]:
         """(step, loss) of every step event so far."""
         return [(e["step"], e["loss"]) for e in self.events if e["type"] == "step" and e.get("loss") is not None]
+
+    def predict(self, text: Any, **options: Any) -> Any:
+        """The trained model's output for ``text`` (``ftkit.predict.Predictor``: loaded once, then cached)."""
+        from .predict import Predictor
+
+        return Predictor(self.path).predict(text, **options)
+
+    def export(self, format: str, out: Any = None, **options: Any) -> Any:
+        """Write this run's adapter, merged model or ONNX graph, checked (``ftkit.export.export``)."""
+        from .export import export
+
+        return export(self.path, format, out, **options)
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self._status}>"
@@ -339,8 +351,9 @@ class Controller:
 
     def _schedule(self) -> None:
         with self._lock:
+            # only this kernel's own: another process's in-kernel run (found on disk) never holds ours back
             busy_thread = any(r.mode == "thread" and r._status in ACTIVE and r._status != "queued"
-                              for r in self._runs.values())
+                              and r._pid in (None, os.getpid()) for r in self._runs.values())
             busy_gpus: set[int] = set()
             for r in self._runs.values():
                 if r._status in ACTIVE and r._status != "queued" and r.mode == "process":
@@ -484,8 +497,11 @@ class Controller:
         event = dict(event, reason=reason, exit_code=exit_code, log_tail=run.log_tail(40))
         summary = dict(event.get("summary") or {}, reason=reason, exit_code=exit_code)
         event["summary"] = summary
-        _write_summary(run.path, summary)
-        _replace_last_line(run.path / "events.jsonl", event)
+        try:
+            _write_summary(run.path, summary)
+            _replace_last_line(run.path / "events.jsonl", event)
+        except OSError:  # a full disk: the worker's own final event and summary stand
+            pass
         run._record(event)
 
     def _finished(self, run: Run) -> None:
@@ -607,8 +623,12 @@ def _read_json(path: Path) -> Optional[dict]:
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
@@ -680,7 +700,10 @@ def _death_reason(run: Run, exit_code: Optional[int], attached: bool) -> str:
         text = "; ".join([text] + ranks)
     tail = "\n".join(lines[-60:]).lower()
     first = _first_memory_setting(run)
-    if "out of memory" in tail or "memoryerror" in tail or "outofmemory" in tail:
+    free = free_bytes(run.path)
+    if "no space left" in tail or (free is not None and free < LOW_SPACE):
+        text += f" ({disk_full_reason(run.path)})"
+    elif "out of memory" in tail or "memoryerror" in tail or "outofmemory" in tail:
         text += f" (out of memory: {first})"
     elif exit_code in (-9, 137) or "sigkill" in text.lower():
         text += f" (if nothing else killed it, the out-of-memory killer did: {first})"
@@ -755,16 +778,25 @@ def _light_summary(run: Run, status: str, reason: Optional[str], events: list[di
 
 
 def _close(run: Run, status: str, reason: str, exit_code: Optional[int]) -> None:
-    """Append the missing ``ended`` event and write ``summary.json``, so the record is complete."""
+    """Append the missing ``ended`` event and write ``summary.json``, so the record is complete.
+
+    On a full disk the run still ends (in memory, with its reason); a later
+    controller closes the record on disk once there is room.
+    """
     events = read_events(run.path / "events.jsonl")[0]
     tail = run.log_tail(40)
     summary = _light_summary(run, status, reason, events, exit_code=exit_code)
-    _write_summary(run.path, summary)
-    writer = JsonlWriter(run.path / "events.jsonl")
-    _terminate_partial_line(run.path / "events.jsonl")
     event = make_event("ended", status=status, reason=reason, exit_code=exit_code, log_tail=tail, summary=summary)
-    writer(event)
-    writer.close()
+    try:
+        _write_summary(run.path, summary)
+        writer = JsonlWriter(run.path / "events.jsonl")
+        try:
+            _terminate_partial_line(run.path / "events.jsonl")
+            writer(event)
+        finally:
+            writer.close()
+    except OSError:
+        pass
     run._record(event)
 
 
@@ -787,18 +819,34 @@ def _terminate_partial_line(path: Path) -> None:
 
 
 def _replace_last_line(path: Path, event: dict) -> None:
-    """Rewrite the file's last (complete) line with ``event``; every earlier line stays as written."""
+    """Rewrite the file's last (complete) line with ``event``; every earlier line stays as written.
+
+    Written over the old line in place: if the disk has no room for the longer
+    line, the old one is put back, so the final event is never lost.
+    """
     line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
-    with open(path, "rb+") as f:
+    with open(path, "rb+", buffering=0) as f:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - 4 * 1024 * 1024))
         base = f.tell()
-        data = f.read()
+        data = f.readall()
         body = data[:-1] if data.endswith(b"\n") else data
         start = base + body.rfind(b"\n") + 1
-        f.seek(start)
-        f.truncate()
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+        try:
+            f.seek(start)
+            _write_all(f, line)
+            f.truncate()
+            os.fsync(f.fileno())
+        except OSError:
+            f.seek(start)
+            _write_all(f, data[start - base:])
+            f.truncate()
+            raise
+
+
+def _write_all(f, data: bytes) -> None:
+    """Unbuffered writes may be short (a disk filling up): write until all is out or it raises."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]

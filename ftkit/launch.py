@@ -129,12 +129,17 @@ def free_port() -> int:
 
 def resolve_checkpoint(resume_from: str, runs_root: Path) -> Path:
     """The checkpoint folder ``resume_from`` names: a folder, or a run id (its latest checkpoint)."""
+    from .store import RunStore, checkpoint_complete
+
     path = Path(resume_from).expanduser()
     if path.is_dir() and (path / "trainer_state.json").exists():
+        if not checkpoint_complete(path):
+            raise ConfigError([("resume_from", f"{resume_from!r} is a checkpoint cut short while it was written "
+                                               "(its trainer_state.json does not parse): resume from an earlier "
+                                               "checkpoint, or give the run id to pick its last complete one")])
         return path.resolve()
     if path.is_dir() and (path / "checkpoints").is_dir():  # a run folder given by path
         runs_root, resume_from = path.parent, path.name
-    from .store import RunStore
 
     try:
         record = RunStore(runs_root).get(Path(resume_from).name)

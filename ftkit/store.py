@@ -6,10 +6,12 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ from typing import Optional, Union
 from .events import FINAL_STATUSES, read_events
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+CHECKPOINT = re.compile(r"^checkpoint-\d+$")
+#: below this many free bytes a failed write is taken to be the disk's fault
+LOW_SPACE = 1 << 20
 
 
 def runs_root(runs_dir: Optional[str] = None) -> Path:
@@ -64,14 +69,73 @@ class RunRecord:
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints, oldest first (a half-written one lacks its marker)."""
         folder = self.path / "checkpoints"
-        found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        found = [p for p in folder.glob("checkpoint-*") if CHECKPOINT.match(p.name) and checkpoint_complete(p)]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+    def drop_partial_writes(self) -> list[Path]:
+        """Delete half-written checkpoints and a half-saved ``final/`` to make room after a full disk.
+
+        Only for a run that failed: its ``final/`` exists only if saving it failed.
+        Config, events and complete checkpoints stay. Returns what was removed.
+        """
+        gone = [p for p in (self.path / "checkpoints").glob("checkpoint-*")
+                if p.is_dir() and not checkpoint_complete(p)]
+        if (self.path / "final").is_dir():
+            gone.append(self.path / "final")
+        for path in gone:
+            shutil.rmtree(path, ignore_errors=True)
+        return gone
 
     @property
     def started(self) -> float:
         """When the run was created: its config is written right after the folder."""
         config = self.path / "config.json"
         return (config if config.exists() else self.path).stat().st_mtime
+
+
+def checkpoint_complete(folder: Path) -> bool:
+    """Transformers writes ``trainer_state.json`` last: a checkpoint killed mid-save has none, or a cut one."""
+    try:
+        return isinstance(json.loads((Path(folder) / "trainer_state.json").read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def free_bytes(path: Union[str, os.PathLike]) -> Optional[int]:
+    """Free space on the disk holding ``path`` (or its nearest existing parent); None if unknown."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def disk_full(exc: BaseException, path: Union[str, os.PathLike]) -> bool:
+    """Whether ``exc`` (or what caused it) is a write that failed for want of space near ``path``.
+
+    torch's checkpoint writer reports ENOSPC without its errno (e.g.
+    "unexpected pos ..."), so any failure while that disk has almost no room
+    left counts too.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if "no space left" in text or "quota exceeded" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    free = free_bytes(path)
+    return free is not None and free < LOW_SPACE
+
+
+def disk_full_reason(path: Union[str, os.PathLike]) -> str:
+    """The fix for a full disk, naming where the run writes."""
+    return (f"no space left on device holding {path}: free space there, "
+            "or set runs_dir to a folder on a disk with room")
 
 
 def _last_status(path: Path) -> Optional[str]:

@@ -32,8 +32,12 @@ def update_rank(run_dir: Path, rank: int, /, **fields) -> None:
         data = {}
     data.update(fields)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _init_distributed(config) -> None:
@@ -73,7 +77,10 @@ def main(argv=None) -> int:
     except BaseException as exc:  # startup failures: train() itself never raises
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
-    update_rank(run_dir, rank, status=status, reason=reason, ended=time.time())
+    try:
+        update_rank(run_dir, rank, status=status, reason=reason, ended=time.time())
+    except OSError:  # a full disk: the run's own final event already says why
+        pass
     if status == "failed":
         print(f"ftkit worker rank {rank} failed: {reason}", file=sys.stderr, flush=True)
     try:

@@ -133,3 +133,7 @@ def test_resume_from_resolves_a_checkpoint_folder_or_a_run_id(tmp_path):
     assert launch.resolve_checkpoint(str(first), tmp_path) == first.resolve()
     with pytest.raises(ConfigError, match="resume_from"):
         launch.resolve_checkpoint("no-such-run", tmp_path)
+    (run / "checkpoints" / "checkpoint-15" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
+    assert launch.resolve_checkpoint(run.name, tmp_path) == latest.resolve()
+    with pytest.raises(ConfigError, match="resume_from: .*cut short"):
+        launch.resolve_checkpoint(str(run / "checkpoints" / "checkpoint-15"), tmp_path)

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from ..control import Control
 from ..errors import ConfigError
 from ..events import JsonlWriter, fanout, make_event
+from ..store import RunRecord, disk_full, disk_full_reason
 from .callbacks import EventCallback, Recorder, StepHook, memory
 
 
@@ -64,6 +65,11 @@ def training_arguments(config, output_dir: Path, generate: bool, has_eval: bool,
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
     args_cls = Seq2SeqTrainingArguments if generate else TrainingArguments
     extra = {"predict_with_generate": True} if generate else {}
+    # Transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in args_cls.__dataclass_fields__ else \
+        "gradient_checkpointing"
+    extra[ckpt] = t.gradient_checkpointing
+    extra[f"{ckpt}_kwargs"] = {"use_reentrant": False} if t.gradient_checkpointing else None
     eval_every = t.eval_steps if has_eval and t.eval_steps else None
     return args_cls(
         output_dir=str(output_dir),
@@ -80,8 +86,6 @@ def training_arguments(config, output_dir: Path, generate: bool, has_eval: bool,
         max_grad_norm=t.max_grad_norm,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,
@@ -131,16 +135,26 @@ def train(config, run_dir, emit: Optional[Callable[[dict], None]] = None,
         status, reason = "stopped", "interrupted"
     except BaseException as exc:  # every failure ends as an event, never as a lost run
         status, reason = "failed", explain(exc, config)
+        if disk_full(exc, run_dir):
+            if is_main:  # half-written files are useless: their room lets the record be completed
+                RunRecord(run_dir).drop_partial_writes()
+            reason = f"{disk_full_reason(run_dir)} ({reason})"
         if is_main:
             say(make_event("log", level="error", message=traceback.format_exc()[-4000:]))
     summary = _summary(config, run_dir, rec, status, reason)
     if is_main:
         tmp = run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(run_dir / "summary.json")
+        try:
+            tmp.write_text(json.dumps(summary, indent=2))
+            tmp.replace(run_dir / "summary.json")
+        except OSError:  # a disk still full: the final event below still carries the summary
+            tmp.unlink(missing_ok=True)
         say(make_event("ended", status=status, reason=reason, summary=summary))
     if writer is not None:
-        writer.close()
+        try:
+            writer.close()
+        except OSError:
+            pass
     return summary
 
 

@@ -99,8 +99,11 @@ SPECS = [
         family="lora",
         summary="LoRA initialised from the principal singular vectors of each weight.",
         options=LoraOptions,
-        apply=peft_apply("LoraConfig", fixed={"init_lora_weights": "pissa_niter_4"}),
-        trades=Trades("low", "low (0.1-2 %)", "fast (SVD once at start)", "converges faster than LoRA"),
+        # the exact SVD, not peft's randomized "pissa_niter_N": peft repeats the init on every reload, and only a
+        # deterministic one rebuilds the residual base the adapter trained against
+        apply=peft_apply("LoraConfig", fixed={"init_lora_weights": "pissa"}),
+        trades=Trades("low", "low (0.1-2 %)", "fast after one exact SVD per layer at start",
+                      "converges faster than LoRA"),
         quantized_base=False,  # peft initialises PiSSA from full-precision weights only
         peft_type="LORA",
         params=_lora_params,

@@ -127,20 +127,33 @@ def answer_span(row: dict, i: int) -> tuple[str, int]:
     return answer, int(start)
 
 
+def windows(tokenizer, questions: list[str], contexts: list[str], max_length: int, stride: int) -> tuple:
+    """(encoding, per window the character offsets of its context tokens, None elsewhere).
+
+    Question and context pairs cut into overlapping windows of ``max_length``
+    tokens, the same way for training, evaluation and prediction.
+    """
+    enc = tokenizer(
+        questions, contexts, truncation="only_second", max_length=max_length, stride=min(stride, max_length // 4),
+        return_overflowing_tokens=True, return_offsets_mapping=True,
+    )
+    offsets = [
+        [o if s == 1 else None for o, s in zip(enc["offset_mapping"][f], enc.sequence_ids(f))]
+        for f in range(len(enc["input_ids"]))
+    ]
+    return enc, offsets
+
+
 def featurize(tokenizer, rows: list[dict], max_length: int, stride: int) -> tuple[list[dict], list[int], list]:
     """Windows with start/end token labels (0, 0 when the answer is outside), their row, and context offsets."""
     spans = [answer_span(row, i) for i, row in enumerate(rows)]
-    enc = tokenizer(
-        [str(r["question"]) for r in rows], [str(r["context"]) for r in rows],
-        truncation="only_second", max_length=max_length, stride=min(stride, max_length // 4),
-        return_overflowing_tokens=True, return_offsets_mapping=True,
-    )
+    enc, all_offsets = windows(tokenizer, [str(r["question"]) for r in rows], [str(r["context"]) for r in rows],
+                               max_length, stride)
     features, owners, offsets = [], [], []
     for f, row_index in enumerate(enc["overflow_to_sample_mapping"]):
         answer, start_char = spans[row_index]
         end_char = start_char + len(answer)
-        seq_ids = enc.sequence_ids(f)
-        context_offsets = [o if s == 1 else None for o, s in zip(enc["offset_mapping"][f], seq_ids)]
+        context_offsets = all_offsets[f]
         inside = [k for k, o in enumerate(context_offsets) if o is not None]
         start_tok = end_tok = 0
         if inside and context_offsets[inside[0]][0] <= start_char and context_offsets[inside[-1]][1] >= end_char:
@@ -155,9 +168,19 @@ def featurize(tokenizer, rows: list[dict], max_length: int, stride: int) -> tupl
 
 def best_answers(start_logits, end_logits, owners, offsets, contexts, n_best: int, max_tokens: int) -> list[str]:
     """The highest-scoring valid span per example, over all its windows."""
+    best = best_spans(start_logits, end_logits, owners, offsets, n_best, max_tokens)
+    return [contexts[i][best[i][1]: best[i][2]] if i in best else "" for i in range(len(contexts))]
+
+
+def best_spans(start_logits, end_logits, owners, offsets, n_best: int, max_tokens: int) -> dict:
+    """Example index -> (score, start char, end char) of its highest-scoring valid span over all windows.
+
+    The score is start logit + end logit: with log-probabilities in, it is the
+    log of the span's probability.
+    """
     import numpy as np
 
-    best: dict[int, tuple[float, str]] = {}
+    best: dict[int, tuple[float, int, int]] = {}
     for f, row in enumerate(owners):
         s_logits, e_logits, offs = start_logits[f], end_logits[f], offsets[f]
         n = len(offs)
@@ -169,8 +192,8 @@ def best_answers(start_logits, end_logits, owners, offsets, contexts, n_best: in
                     continue
                 score = float(s_logits[s] + e_logits[e])
                 if row not in best or score > best[row][0]:
-                    best[row] = (score, contexts[row][offs[s][0]: offs[e][1]])
-    return [best.get(i, (0.0, ""))[1] for i in range(len(contexts))]
+                    best[row] = (score, offs[s][0], offs[e][1])
+    return best
 
 
 def prepare(ctx: TaskContext) -> TaskData:

@@ -18,6 +18,7 @@ _LAZY = {
     "App": "app",
     "AdvisorWidget": "advisor",
     "EstimatePanel": "estimate",
+    "Playground": "playground",
 }
 
 __all__ = sorted(_LAZY)
