@@ -17,3 +17,64 @@ def test_readme_first_screen_gives_the_two_commands_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash setup.sh" in first_screen and "bash setup.sh" in ci
     assert ".venv/bin/python -m pytest" in first_screen and ".venv/bin/python -m pytest" in ci
+
+
+# ---- every command the README shows ----------------------------------------------
+
+import json
+import os
+import re
+import shlex
+
+import pytest
+
+#: run by CI itself (.ci/run), checked above
+CI_COMMANDS = {"bash setup.sh", ".venv/bin/python -m pytest"}
+#: training lines run as shown, capped at a few steps so the check stays quick
+TRAIN_CAP = ["--set", "training.max_steps=2", "--set", "training.eval_steps=0", "--quiet"]
+
+
+def readme_commands() -> list[str]:
+    """Every line of the README's ``bash`` blocks, without its trailing comment."""
+    text = (ROOT / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = re.split(r"\s{2,}#", line)[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def test_the_readme_shows_commands_from_every_part():
+    commands = readme_commands()
+    for expected in ("bash setup.sh", "ftkit train", "ftkit export RUN --format onnx", "ftkit predict RUN",
+                     "ftkit estimate", "ftkit advise", "jupyter labextension list"):
+        assert any(c.startswith(expected) for c in commands), expected
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs(tmp_path):
+    """Each command exits 0 as written; RUN stands for a run the test trains first."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "FTKIT_RUNS_DIR": str(tmp_path / "runs"), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+    first = run([str(bin_dir / "ftkit"), "train", "--preset", "demo", *TRAIN_CAP])
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_id = json.loads(run([str(bin_dir / "ftkit"), "runs", "--json"]).stdout)[0]["id"]
+    for command in readme_commands():
+        if command in CI_COMMANDS:
+            continue
+        argv = [run_id if word == "RUN" else word for word in shlex.split(command)]
+        if argv[:2] == ["ftkit", "train"]:
+            argv += TRAIN_CAP
+        argv[0] = str(bin_dir / argv[0]) if (bin_dir / argv[0]).exists() else argv[0]
+        result = run(argv)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-1500:]}\n{result.stderr[-2500:]}"
+        if command.startswith("jupyter labextension list"):
+            assert "ftkit-lab" in result.stdout + result.stderr and "enabled" in result.stdout + result.stderr
+        if command.startswith("jupyter server extension list"):
+            assert "ftkit.jupyter" in result.stdout + result.stderr
