@@ -78,3 +78,8 @@ def test_every_readme_command_runs(tmp_path):
             assert "ftkit-lab" in result.stdout + result.stderr and "enabled" in result.stdout + result.stderr
         if command.startswith("jupyter server extension list"):
             assert "ftkit.jupyter" in result.stdout + result.stderr
+
+
+def test_every_picture_the_readme_shows_exists():
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert pictures and all((ROOT / p).is_file() for p in pictures), pictures
