@@ -26,50 +26,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import build_model, long_texts, offline_env, run_worker  # noqa: E402
 
-BENCH_MODEL = dict(model_type="llama", hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
-                   num_attention_heads=6, num_key_value_heads=6, max_position_embeddings=512,
-                   tie_word_embeddings=True, rms_norm_eps=1e-6)
 GOAL = 0.10
-
-
-def build_model(folder: Path) -> str:
-    """A random-init Llama saved like a checkpoint, with ftkit's tokenizer (done once)."""
-    if (folder / "config.json").exists():
-        return str(folder)
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from ftkit.models import load_builtin_tokenizer
-
-    tok = load_builtin_tokenizer()
-    params = dict(BENCH_MODEL)
-    config = AutoConfig.for_model(params.pop("model_type"), **params, vocab_size=len(tok),
-                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                                  bos_token_id=tok.bos_token_id)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
-
-
-def long_texts(folder: Path) -> str:
-    """Domain notes joined six at a time: every example fills max_seq_length, as the estimator assumes
-    (it predicts the worst case; the collator pads each batch only to its longest example)."""
-    path = folder / "long-domain.jsonl"
-    if not path.exists():
-        from ftkit.tasks.domain import builtin
-
-        texts = [r["text"] for r in builtin()]
-        lines = [json.dumps({"text": " ".join(texts[i:i + 6])}) for i in range(0, len(texts) - 6, 6)]
-        path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 def base_changes(model: str, data: str) -> dict:
@@ -128,14 +90,8 @@ def rows(model: str, data: str, only: set, zero: bool) -> list[tuple[str, dict]]
 
 
 def run_one(name: str, changes: dict, runs_dir: str, timeout: float) -> dict:
-    from ftkit.config import RunConfig
-    from ftkit.controller import Controller
-
-    config = RunConfig().update({"runs_dir": runs_dir, **changes})
-    started = time.time()
-    run = Controller(runs_dir=runs_dir).start(config)
-    status = run.wait(timeout)
-    summary = run.summary or {}
+    result = run_worker(changes, runs_dir, timeout)
+    status, summary = result["status"], result["summary"]
     measured = summary.get("measured_peak_mb")
     ranks = summary.get("rank_peak_rss_mb") or []
     baseline = summary.get("baseline_rss_mb")
@@ -147,7 +103,7 @@ def run_one(name: str, changes: dict, runs_dir: str, timeout: float) -> dict:
         "row": name, "changes": changes, "status": status, "predicted_mb": predicted, "measured_mb": measured,
         "error": None if error is None else round(error, 4), "baseline_mb": baseline,
         "trainable": summary.get("trainable_params"), "s_per_step": summary.get("s_per_step"),
-        "wall_s": round(time.time() - started, 1),
+        "wall_s": round(result["wall_s"], 1),
         "reason": summary.get("reason") if status != "finished" else None,
     }
 
@@ -243,11 +199,7 @@ def main(argv=None) -> int:
             print(fit(results))
         return 0
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))
+    offline_env()
     work = Path(tempfile.mkdtemp(prefix="ftkit-bench-memory-"))
     model = build_model(Path(os.environ.get("FTKIT_CACHE", str(work))) / "bench-llama-8x384")
     only = {s.strip() for s in args.only.split(",") if s.strip()}

@@ -22,10 +22,10 @@ def _rank() -> int:
 
 
 def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total), counting 4-bit packed weights at their real element count."""
+    """(trainable, total), counting 4-bit packed weights and ZeRO-3 partitioned ones at their real element count."""
     trainable = total = 0
     for param in model.parameters():
-        n = param.numel()
+        n = getattr(param, "ds_numel", None) or param.numel()
         if param.__class__.__name__ == "Params4bit":
             n = int(math.prod(param.quant_state.shape)) if getattr(param, "quant_state", None) else n * 2
         total += n
@@ -172,8 +172,14 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
     transformers.set_seed(t.seed)
 
     log = lambda message: say(make_event("log", level="info", message=message))  # noqa: E731
+    deepspeed = _deepspeed_config(config)
+    # ZeRO-3 partitions weights as they load only if DeepSpeed's config is known before from_pretrained:
+    # TrainingArguments registers it (Transformers' documented order); the real arguments follow below
+    zero3_loading = training_arguments(config, run_dir / "checkpoints", False, False, deepspeed=deepspeed) \
+        if config.distributed.zero_stage == 3 else None
     built = build(config, world_size=int(os.environ.get("WORLD_SIZE", "1")),
                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    del zero3_loading
     model, tokenizer, ctx = built.model, built.tokenizer, built.context
     train_rows, eval_rows = built.train_rows, built.eval_rows
     log(f"data: {len(train_rows)} training and {len(eval_rows)} evaluation rows; model: {config.model_name}")
@@ -186,8 +192,7 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
         train_rows=train_rows, eval_rows=eval_rows, model_config=model.config, seed=t.seed,
     ))
     has_eval = task_data.eval is not None and len(task_data.eval) > 0
-    args = training_arguments(config, run_dir / "checkpoints", task_data.generate, has_eval,
-                              deepspeed=_deepspeed_config(config))
+    args = training_arguments(config, run_dir / "checkpoints", task_data.generate, has_eval, deepspeed=deepspeed)
     if task_data.generate:
         args.generation_max_length = task_data.generation_kwargs.get("max_length", t.max_seq_length)
         args.generation_num_beams = task_data.generation_kwargs.get("num_beams", 1)
