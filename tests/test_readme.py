@@ -35,7 +35,10 @@ TRAIN_CAP = ["--set", "training.max_steps=2", "--set", "training.eval_steps=0", 
 
 
 def readme_commands() -> list[str]:
-    """Every line of the README's ``bash`` blocks, without its trailing comment."""
+    """Every line of the README's ``bash`` blocks (without its trailing comment) and every inline
+    ``ftkit ...`` command; ``COMMAND`` stands for each subcommand."""
+    from ftkit.cli import build_parser
+
     text = (ROOT / "README.md").read_text()
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
@@ -43,7 +46,10 @@ def readme_commands() -> list[str]:
             line = re.split(r"\s{2,}#", line)[0].strip()
             if line and not line.startswith("#"):
                 lines.append(line)
-    return lines
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    for span in re.findall(r"`(ftkit [^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S)):
+        lines += [span.replace("COMMAND", name) for name in subcommands] if "COMMAND" in span else [span]
+    return list(dict.fromkeys(lines))
 
 
 def test_the_readme_shows_commands_from_every_part():
