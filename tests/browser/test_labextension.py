@@ -26,11 +26,11 @@ from ftkit import Controller, RunConfig
 
 settings = {SETTINGS!r}
 controller = Controller()
-short = controller.start(RunConfig.preset("demo").update({{**settings, "name": "{SHORT}", "training.max_steps": 6}}))
+short = controller.start(RunConfig.preset("demo").update({{**settings, "name": "{SHORT}", "training.max_steps": 60}}))
 """,
     f"""\
 short.wait()
-long = controller.start(RunConfig.preset("demo").update({{**settings, "name": "{LONG}", "training.max_steps": 2000}}))
+long = controller.start(RunConfig.preset("demo").update({{**settings, "name": "{LONG}", "training.max_steps": 100000}}))
 """,
     "long.wait()",
 ]
@@ -122,7 +122,7 @@ def test_panel_follows_runs_from_a_notebook_and_stops_one(page, lab):
     wait_status(page, LONG, "stopped", timeout=120_000)
     run_id = long.get_attribute("data-run-id")
     summary = json.loads((lab.runs / run_id / "summary.json").read_text())
-    assert summary["status"] == "stopped" and summary["steps"] < 2000
+    assert summary["status"] == "stopped" and summary["steps"] < 100000
     shot(page, "labext-panel-stopped")
 
     # Dashboard: a console that shows the finished run's live dashboard
