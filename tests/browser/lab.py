@@ -29,12 +29,18 @@ def shot(page, name: str) -> Path:
 
 
 def open_and_run(page, lab: Lab, notebook: str) -> None:
-    """Open a notebook in JupyterLab, wait for its kernel, and run all cells."""
-    page.goto(f"{lab.url}/lab/tree/{notebook}?token={lab.token}")
+    """Open a notebook in JupyterLab, wait for its kernel, and run all cells.
+
+    ``reset`` drops the layout an earlier test left, so no other notebook can be
+    the current one when the cells are run.
+    """
+    page.goto(f"{lab.url}/lab/tree/{notebook}?reset&token={lab.token}")
     page.wait_for_function(
-        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+        "(path) => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.context && w.context.path === path && w.sessionContext"
+        "   && w.sessionContext.session && w.sessionContext.session.kernel;"
         " return k && k.status === 'idle'; }",
+        arg=notebook,
         timeout=120_000,
     )
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
