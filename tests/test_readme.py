@@ -1,7 +1,13 @@
 """The README's tables come from the registries, so they claim only what the suite tests."""
+import json
+import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,13 +26,6 @@ def test_readme_first_screen_gives_the_two_commands_ci_runs():
 
 
 # ---- every command the README shows ----------------------------------------------
-
-import json
-import os
-import re
-import shlex
-
-import pytest
 
 #: run by CI itself (.ci/run), checked above
 CI_COMMANDS = {"bash setup.sh", ".venv/bin/python -m pytest"}
