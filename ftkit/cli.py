@@ -436,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
 
     _add_estimator_commands(sub)
+
+    from .handoff._cli import add_command as add_handoff_command
+
+    add_handoff_command(sub)
     return parser
 
 

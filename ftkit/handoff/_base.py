@@ -190,7 +190,12 @@ def load_preset(name: str, target: Optional[str] = None) -> dict:
     candidates = ([f"{target}-{name}"] if target else []) + [name]
     path = next((PRESETS_DIR / f"{c}.yaml" for c in candidates if (PRESETS_DIR / f"{c}.yaml").is_file()), None)
     if path is None:
-        raise HandoffError([("--preset", f"unknown hand-off preset {name!r}; known: {', '.join(list_presets())}")])
+        from ..config import list_presets as run_presets
+
+        if name in run_presets() and target:  # a run preset (`ftkit presets`) handed to the target as it is
+            return {"target": target, "config": RunConfig.preset(name), "options": {}}
+        raise HandoffError([("--preset", f"unknown preset {name!r}; hand-off presets: {', '.join(list_presets())}; "
+                                         "run presets (`ftkit presets`) need --target")])
     data = yaml.safe_load(path.read_text()) or {}
     if target and data.get("target") != target:
         raise HandoffError([("--preset", f"{path.stem} is a preset for {data.get('target')}, not {target}")])

@@ -187,7 +187,7 @@ def build(config, options: AzureMLOptions) -> Handoff:
         target="azureml", files=files, notes=notes, main="job.yml",
         checks=["job.yml reloads with azure.ai.ml.load_job"],
         submit_hint=("az ml job create --file job.yml --resource-group RG --workspace-name WS\n"
-                     "or: ftkit handoff ftkit-config.yaml --target azureml --submit (MLClient)"),
+                     "or: the same ftkit handoff command with --submit (MLClient)"),
     )
 
 

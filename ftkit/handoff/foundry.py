@@ -54,13 +54,13 @@ def service_model(config, options: FoundryOptions) -> str:
             return known
     field_path = "foundry.model" if options.model else "model.name_or_path"
     raise HandoffError([(field_path, f"{name!r} is not a model Azure AI Foundry fine-tunes serverlessly; "
-                                     f"choose one of {', '.join(MODELS)}")])
+                                     f"choose one of {', '.join(MODELS)} (--opt model=...)")])
 
 
 def request(config, options: FoundryOptions, model: str) -> dict:
     t, d = config.training, config.distributed
     problems = []
-    if t.max_steps:
+    if t.max_steps and options.n_epochs is None:
         problems.append(("training.max_steps", "the service counts epochs, not steps; set max_steps to none and "
                                                "training.num_epochs (or --opt n_epochs)"))
     epochs = options.n_epochs
@@ -165,6 +165,9 @@ def build(config, options: FoundryOptions) -> Handoff:
         f"the model's {MODELS[model]} tokens (checked at about 4 characters a token)",
         "quantization and distributed: the service chooses its hardware",
     ]
+    if config.training.max_steps:
+        notes.append(f"training.max_steps {config.training.max_steps}: replaced by n_epochs {options.n_epochs} "
+                     "(--opt n_epochs)")
     if config.task.name != "chat":
         notes.append(f"task {config.task.name}: converted to chat turns (instruction, answer); the service "
                      f"reports loss, not {config.task_spec.metric}")
@@ -175,8 +178,8 @@ def build(config, options: FoundryOptions) -> Handoff:
         checks=[f"{len(train)} training and {len(evals)} validation conversations: roles, empty turns, an "
                 f"assistant answer last, at most {MODELS[model]} tokens each, at least {MIN_EXAMPLES} examples",
                 "request.json against openai.types.fine_tuning.JobCreateParams"],
-        submit_hint=("ftkit handoff ftkit-config.yaml --target foundry --submit   (uploads both files and creates "
-                     "the job in your Foundry project)\nor in the Foundry portal: Fine-tuning > Fine-tune model > "
+        submit_hint=("the same ftkit handoff command with --submit (uploads both files and creates the job in "
+                     "your Foundry project)\nor in the Foundry portal: Fine-tuning > Fine-tune model > "
                      f"{model}, upload training.jsonl and validation.jsonl, and enter the values of request.json"),
     )
 

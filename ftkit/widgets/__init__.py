@@ -1,5 +1,5 @@
 """Notebook widgets: ``ConfigForm``, ``DataPreview``, ``ModelSummary``, ``Dashboard``, ``Comparison``,
-``AdvisorWidget`` and ``App``.
+``AdvisorWidget``, ``HandoffPanel`` and ``App``.
 
 Stock ipywidgets and plotly ``FigureWidget`` only, so they work in JupyterLab
 and VS Code notebooks alike. Importing this package loads no training stack;
@@ -19,6 +19,7 @@ _LAZY = {
     "AdvisorWidget": "advisor",
     "EstimatePanel": "estimate",
     "Playground": "playground",
+    "HandoffPanel": "handoff",
 }
 
 __all__ = sorted(_LAZY)

@@ -15,6 +15,7 @@ from .compare import Comparison
 from .dashboard import Dashboard
 from .estimate import EstimatePanel
 from .form import ConfigForm
+from .handoff import HandoffPanel
 from .preview import DataPreview, ModelSummary
 
 
@@ -56,7 +57,9 @@ class App(widgets.VBox):
         configure = widgets.VBox([self.form, self.estimate, before])
         runs = widgets.VBox([widgets.HBox([self.run_picker, self.attach_button, self.refresh_button]),
                              self.dashboard_box])
-        self.tabs = widgets.Tab(children=[configure, runs, self.comparison], titles=("Configure", "Runs", "Compare"))
+        self.handoff = HandoffPanel(self.form, auto=False)  # builds its preview when its tab is first shown
+        self.tabs = widgets.Tab(children=[configure, runs, self.comparison, self.handoff],
+                                titles=("Configure", "Runs", "Compare", "Run elsewhere"))
         self.tabs.observe(self._tab_shown, "selected_index")
         self.children = [self.message, self.tabs]
 
@@ -67,6 +70,8 @@ class App(widgets.VBox):
                 dashboard.fit()
         elif change["new"] == 2:
             self.comparison.fit()
+        elif change["new"] == 3:
+            self.handoff.refresh()
 
     @property
     def controller(self) -> Any:
