@@ -103,6 +103,18 @@ def test_azureml_user_csv_becomes_a_uri_file_input_and_the_command_reads_it(tmp_
     assert job.compute == "a100-cluster"
 
 
+def test_azureml_a_local_model_folder_travels_as_an_input_and_a_hub_id_as_its_name(tmp_path):
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    job = _load_job(build(phi3(**{"model.name_or_path": str(model)}), "azureml"), tmp_path / "out")
+    assert job.inputs["model"].type == "uri_folder"
+    assert (Path(job.base_path) / job.inputs["model"].path / "config.json").is_file()
+    assert "--set model.name_or_path=${{inputs.model}}" in job.command
+    hub = build(phi3(**{"model.name_or_path": "gpt2"}), "azureml")
+    assert any("gpt2: downloaded from the Hugging Face Hub" in n for n in hub.notes)
+
+
 def test_azureml_a_folder_becomes_a_uri_folder_input(tmp_path):
     from ftkit.handoff.azureml import _input
 

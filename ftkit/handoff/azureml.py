@@ -64,9 +64,9 @@ def _refuse(config) -> None:
     problems = []
     if config.resume_from:
         problems.append(("resume_from", "a local checkpoint is not uploaded with the job; set resume_from to none"))
-    if config.model.name_or_path not in ("auto",) and not config.model_name.startswith("builtin:") \
-            and "/" not in config.model_name and local_path(config.model_name) is None:
-        problems.append(("model.name_or_path", f"{config.model_name!r} is neither a Hub id nor a local folder"))
+    if config.model_name.startswith(("/", "./", "../", "~")) and local_path(config.model_name) is None:
+        problems.append(("model.name_or_path", f"{config.model_name!r} does not exist here, so it cannot be "
+                                               "uploaded; give a folder that exists or a Hub id"))
     for key in ("source", "eval_source"):
         value = getattr(config.data, key)
         if value and value != "builtin" and local_path(value) is None and "://" not in value:
@@ -178,7 +178,7 @@ def build(config, options: AzureMLOptions) -> Handoff:
     ]
     if d.gpus:
         notes.append(f"distributed.gpus {d.gpus}: each process takes the GPU of its LOCAL_RANK on the node")
-    if "/" in config.model_name and not local_path(config.model_name) and not config.model_name.startswith("builtin:"):
+    if not local_path(config.model_name) and not config.model_name.startswith("builtin:"):
         notes.append(f"model {config.model_name}: downloaded from the Hugging Face Hub on the cluster (set "
                      "HF_TOKEN in the job's environment_variables for a gated model)")
     if d.nvme_path:

@@ -118,16 +118,18 @@ def validate_request(req: dict) -> None:
 
 
 def check_file(lines: list[dict], name: str, context_tokens: int, minimum: int = 1) -> None:
+    """Every line's messages and length; at most the first 5 problems are reported."""
     problems = []
     for i, row in enumerate(lines, 1):
         messages = row.get("messages") if isinstance(row, dict) else None
-        problems += [("data", p) for p in _chat.check_line(messages, f"{name} line {i}")]
-        if messages and isinstance(messages, list) and not problems:
+        found = [("data", p) for p in _chat.check_line(messages, f"{name} line {i}")]
+        if not found:
             tokens = _chat.estimate_tokens(messages)
             if tokens > context_tokens:
-                problems.append(("training.max_seq_length", f"{name} line {i}: about {tokens} tokens, over the "
-                                                            f"{context_tokens} the model's context holds; shorten "
-                                                            "it or pick a 128k model"))
+                found.append(("training.max_seq_length", f"{name} line {i}: about {tokens} tokens, over the "
+                                                         f"{context_tokens} the model's context holds; shorten it "
+                                                         "or pick a 128k model"))
+        problems += found
         if len(problems) >= 5:
             break
     if len(lines) < minimum:
@@ -193,8 +195,7 @@ def submit(folder: Path, options: FoundryOptions) -> str:
     from azure.ai.ml.finetuning import FineTuningTaskType, create_finetuning_job
 
     req = json.loads((Path(folder) / "request.json").read_text())
-    hp = {k: str(v) for k, v in req["hyperparameters"].items() if k != "n_epochs"}
-    hp["num_train_epochs"] = str(req["hyperparameters"]["n_epochs"])
+    hp = {k: str(v) for k, v in req["hyperparameters"].items()}  # the service's names: n_epochs, batch_size, ...
     job = create_finetuning_job(
         model=f"azureml://registries/azureml/models/{req['model']}",
         task=FineTuningTaskType.CHAT_COMPLETION,
