@@ -492,3 +492,15 @@ def test_panel_follows_the_form_and_the_app_has_a_run_elsewhere_tab():
     app.form.fields["training.num_epochs"].input.value = 3  # typed into the form
     req = json.loads(app.handoff.handoff.text("request.json"))
     assert req["hyperparameters"]["n_epochs"] == 3
+
+
+def test_kaito_data_too_big_for_a_configmap_asks_for_urls(monkeypatch):
+    monkeypatch.setattr(kaito, "CONFIGMAP_LIMIT", 10_000)
+    with pytest.raises(HandoffError) as exc:
+        build(phi3(), "kaito", KAITO_OUT)
+    assert exc.value.problems[0][0] == "kaito.input_urls" and "input_urls" in exc.value.problems[0][1]
+
+
+def test_an_unknown_target_is_named():
+    with pytest.raises(HandoffError, match="unknown target 'sagemaker'; known: azureml, foundry, kaito"):
+        build(phi3(), "sagemaker")

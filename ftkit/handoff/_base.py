@@ -141,6 +141,8 @@ def build(config, target: str, options: Union[dict, Options, None] = None) -> Ha
     """The files ``target`` needs to run ``config`` (pure: nothing is written or sent)."""
     from . import targets
 
+    if target not in targets:
+        raise HandoffError([("--target", f"unknown target {target!r}; known: {', '.join(targets.names())}")])
     spec = targets.get(target)
     opts = options if isinstance(options, spec.options) else spec.parse_options(options)
     need(*spec.modules, extra=spec.extra)

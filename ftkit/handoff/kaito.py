@@ -54,7 +54,7 @@ def preset_name(config, options: KaitoOptions) -> str:
     if name not in TUNING_PRESETS:
         where = "kaito.preset" if options.preset else "model.name_or_path"
         raise HandoffError([(where, f"{name!r} is not a model Kaito tunes; its tuning presets are "
-                                    f"{', '.join(TUNING_PRESETS)}")])
+                                    f"{', '.join(TUNING_PRESETS)} (--opt preset=... or model.name_or_path)")])
     return name
 
 
@@ -74,7 +74,8 @@ def training_config(config) -> dict:
                                      "bnb_4bit_use_double_quant": q.double_quant}
     elif config.bits == 8:
         out["QuantizationConfig"] = {"load_in_8bit": True}
-    lora = {"r": opts.r, "lora_alpha": opts.lora_alpha, "lora_dropout": opts.lora_dropout, "bias": opts.bias}
+    alpha = int(opts.lora_alpha) if float(opts.lora_alpha).is_integer() else opts.lora_alpha
+    lora = {"r": opts.r, "lora_alpha": alpha, "lora_dropout": opts.lora_dropout, "bias": opts.bias}
     if opts.target_modules:
         lora["target_modules"] = opts.target_modules
     if opts.modules_to_save:
@@ -122,8 +123,6 @@ def _refuse(config) -> None:
     if config.method.name not in METHODS:
         problems.append(("method.name", f"Kaito tunes with {' or '.join(METHODS)} only; {config.method.name} "
                                         "would not be what runs there: pick lora or qlora, or hand the run to azureml"))
-    if config.task_spec.model_kind != "causal_lm" and config.task.name not in _chat.CONVERTERS:
-        problems.append(("task.name", "Kaito tunes text-generation models only"))
     if config.distributed.num_nodes > 1:
         problems.append(("distributed.num_nodes", "Kaito tuning runs on one node (its webhook refuses more); set "
                                                   "num_nodes 1 or hand the run to azureml"))
