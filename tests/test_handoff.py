@@ -51,7 +51,8 @@ def test_every_target_is_registered_with_options_that_parse_and_say_what_they_ca
 def test_importing_config_widgets_cli_and_handoff_loads_no_torch_and_no_sdk():
     code = ("import sys, ftkit.config, ftkit.widgets, ftkit.widgets.handoff, ftkit.handoff, ftkit.cli;"
             "ftkit.cli.build_parser(); from ftkit.handoff import targets; list(targets);"
-            "print([m for m in ('torch', 'azure.ai.ml', 'openai', 'jsonschema') if m in sys.modules])")
+            "from ftkit.widgets import App; App(controller=object());"
+            "print([m for m in ('torch', 'transformers', 'datasets', 'azure.ai.ml', 'azure.identity', 'openai') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
