@@ -9,7 +9,6 @@ import yaml
 
 from ftkit.cli import main
 from ftkit.config import RunConfig
-from ftkit.errors import ConfigError
 from ftkit.handoff import HandoffError, build, list_presets, load_preset, resolve_config, targets
 from ftkit.handoff import _chat, foundry, kaito
 from ftkit.tasks import tasks

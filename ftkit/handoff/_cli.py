@@ -1,7 +1,6 @@
 """``ftkit handoff CONFIG_OR_RUN --target azureml|foundry|kaito [--out DIR] [--submit]``."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

@@ -132,7 +132,7 @@ def _refuse(config) -> None:
         raise HandoffError(problems)
 
 
-def manifests(config, options: KaitoOptions, data_bytes: Optional[int] = None) -> tuple[dict, dict, Optional[str]]:
+def manifests(config, options: KaitoOptions) -> tuple[dict, dict, Optional[str]]:
     """(Workspace, tuning ConfigMap, name of the data ConfigMap or None)."""
     name = dns_name(options.name or config.name or f"tuning-{config.task.name}")
     preset = preset_name(config, options)

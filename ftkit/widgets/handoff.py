@@ -18,7 +18,7 @@ import ipywidgets as widgets
 import yaml
 
 from ..errors import ConfigError
-from ..handoff import HandoffError, build, targets
+from ..handoff import build, targets
 
 PREVIEW_CHARS = 6000
 
