@@ -90,6 +90,9 @@ def test_azureml_zero3_on_two_nodes_reloads_with_load_job_unchanged(tmp_path):
     assert (tmp_path / "requirements.txt").read_text().splitlines() == pip
     assert not job.inputs  # built-in data travels in the code snapshot
     assert job.outputs["run"].type == "uri_folder"
+    from ftkit.handoff.azureml import dump
+
+    assert dump(job) == (tmp_path / "job.yml").read_text()  # loaded and dumped again: the same file
 
 
 def test_azureml_user_csv_becomes_a_uri_file_input_and_the_command_reads_it(tmp_path, user_csv):

@@ -150,11 +150,22 @@ def dump(built) -> str:
         path = getattr(value, "path", None) or getattr(getattr(value, "_data", None), "path", None)
         if path and str(path).startswith("./"):
             data["inputs"][name]["path"] = str(path)
-    data = {k: v for k, v in data.items() if v not in ({}, None)}
     import json
 
-    plain = json.loads(json.dumps(data))  # OrderedDicts and SDK values to plain data
+    plain = _pruned(json.loads(json.dumps(data)))  # OrderedDicts and SDK values to plain data
+    for key in ("name", "version"):  # an anonymous environment: the SDK names it from its hash on submit
+        plain.get("environment", {}).pop(key, None)
     return dumps_yaml(plain)
+
+
+def _pruned(data):
+    """``data`` without empty mappings and None values (the SDK's defaults), recursively."""
+    if isinstance(data, dict):
+        out = {k: _pruned(v) for k, v in data.items()}
+        return {k: v for k, v in out.items() if v not in ({}, None)}
+    if isinstance(data, list):
+        return [_pruned(v) for v in data]
+    return data
 
 
 def build(config, options: AzureMLOptions) -> Handoff:
