@@ -69,6 +69,11 @@ class MethodSpec:
     #: trainable parameters on a model described from its config (``ftkit.shapes.Shapes``), counted as peft
     #: counts them: ``params(shapes, options, ctx) -> int``; None when it cannot be known before training
     params: Optional[Callable[[Any, Any, BuildContext], int]] = None
+    #: what the method keeps for backward beyond its parameters (``ftkit.methods._memory.MemoryModel``);
+    #: None: LoRA's kind (its adapted layers' inputs, a rank-r intermediate, dropout masks when on)
+    memory: Optional[Any] = None
+    #: step time relative to what its FLOPs say (DoRA renormalises each adapted weight every step)
+    slowdown: float = 1.0
 
     def refuses(self, model_kind: str) -> Optional[str]:
         """The reason this method cannot train ``model_kind``, or None."""

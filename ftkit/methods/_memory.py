@@ -1,0 +1,102 @@
+"""What a method costs in memory and time beyond its parameters: the terms the estimator reads from its spec.
+
+A ``MemoryModel`` on a ``MethodSpec`` says, for the model described by ``ftkit.shapes.Shapes``:
+
+* ``trained``: base modules whose own weights train (full fine-tuning: all; freeze: the last blocks;
+  LayerNorm tuning: the norms). Autograd keeps a linear layer's input, and a norm's normalised output,
+  only when that weight trains: a frozen linear saves nothing for backward.
+* ``adapted``: the modules wrapped by an adapter (default: the method's peft targets).
+* ``per_adapter(module, options, ctx)``: bytes per token one adapted module keeps, as ``Saved(extra,
+  raw_input)``: ``raw_input`` when the adapter keeps its layer's very input tensor (shared with other
+  adapters and the base layer on the same input: counted once), ``extra`` for everything else (a dropout
+  mask and the dropped copy, peft's copy of the input in the adapter's dtype, rank-r intermediates).
+* ``per_token(shapes, options, ctx)``: bytes per token tied to no module (ShadowPEFT's own layers).
+* ``weight_space(shapes, options, ctx)``: bytes that scale with weights, not tokens (HRA's reflections).
+* ``first_block(shapes, options)``: the lowest block backward reaches (freeze, adaption prompt).
+* ``extra_tokens(options)``: tokens a method adds to every sequence (prompt tuning's virtual tokens).
+
+``ctx`` is an ``ActivationContext``: the activation dtype's bytes, the adapter dtype's, the bytes of a
+dropout mask (1 on CUDA's fused dropout, the activation dtype on CPU), and whether autocast casts each
+linear's input. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Optional
+
+
+@dataclass(frozen=True)
+class ActivationContext:
+    act_bytes: int = 4  # dtype of the base model's activations
+    adapter_bytes: int = 4  # dtype of the adapter weights (peft: fp32)
+    mask_bytes: int = 4  # a dropout mask element: fp32/bf16 noise on CPU, bool on CUDA
+    autocast: bool = False  # mixed precision: each linear casts its input to the 16-bit dtype
+
+
+class Saved(NamedTuple):
+    extra: float  # bytes per token
+    raw_input: bool = False  # keeps the layer's input tensor itself
+
+
+def dropout_of(options: Any, *names: str) -> float:
+    """The adapter's input dropout: the first of ``names`` the options have, else any ``*_dropout``."""
+    fields = type(options).model_fields
+    for n in names or [k for k in fields if k.endswith("dropout") and k not in ("module_dropout", "rank_dropout")]:
+        if n in fields:
+            return float(getattr(options, n) or 0.0)
+    return 0.0
+
+
+def adapter_input(d_in: int, dropout: float, ctx: ActivationContext, input_grad: bool = True) -> Saved:
+    """What an adapter's first weight keeps of its input: with dropout on, the mask (when the input needs a
+    gradient) and the dropped copy; with dropout off, peft's cast of the input to the adapter's dtype (a
+    copy when the dtypes differ, the input itself when they agree); under autocast the 16-bit cast."""
+    if dropout > 0:
+        kept = 2 if ctx.autocast else ctx.adapter_bytes
+        return Saved(d_in * (kept + (ctx.mask_bytes if input_grad else 0)))
+    if ctx.autocast:
+        return Saved(d_in * 2)
+    if ctx.adapter_bytes != ctx.act_bytes:
+        return Saved(d_in * ctx.adapter_bytes)
+    return Saved(0.0, raw_input=True)
+
+
+def low_rank(rank: Callable[[Any], int], dropout: tuple[str, ...] = (), out_factor: float = 0.0,
+             input_factor: float = 1.0) -> Callable:
+    """An adapter of the LoRA kind: its input (see ``adapter_input``) times ``input_factor``, the rank-r
+    intermediate, and ``out_factor`` output-sized tensors in the adapter's dtype."""
+
+    def per_adapter(m, options, ctx: ActivationContext, input_grad: bool = True) -> Saved:
+        first = adapter_input(m.d_in, dropout_of(options, *dropout), ctx, input_grad)
+        r = rank(options) or 0
+        b = 2 if ctx.autocast else ctx.adapter_bytes
+        return Saved(first.extra * input_factor + r * b + out_factor * m.d_out * b, first.raw_input)
+
+    return per_adapter
+
+
+def rank_r(options: Any) -> int:
+    return getattr(options, "r", None) or getattr(options, "init_r", None) or 0
+
+
+def no_saves(m, options, ctx, input_grad: bool = True) -> Saved:
+    return Saved(0.0)
+
+
+def output_scale(m, options, ctx, input_grad: bool = True) -> Saved:
+    """A learned vector scaling the layer's output (IA3): keeps the base output for its own gradient."""
+    return Saved(m.d_out * ctx.act_bytes)
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    trained: Optional[Callable[[Any, Any], set]] = None
+    adapted: Optional[Callable[[Any, Any], list]] = None
+    per_adapter: Callable = low_rank(rank_r)
+    per_token: Optional[Callable[[Any, Any, ActivationContext], float]] = None
+    weight_space: Optional[Callable[[Any, Any, ActivationContext], float]] = None
+    first_block: Optional[Callable[[Any, Any], int]] = None
+    extra_tokens: Optional[Callable[[Any], int]] = None
+
+
+LORA_LIKE = MemoryModel()
