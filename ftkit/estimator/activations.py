@@ -68,6 +68,9 @@ class Walk:
         self.attn_drop = float(cfg.get("attention_dropout", cfg.get("attention_probs_dropout_prob", 0.0)) or 0.0)
         self.hid_drop = float(cfg.get("hidden_dropout_prob", cfg.get("resid_pdrop", 0.0)) or 0.0)
         self.rms = shapes.model_type != "bert"
+        if self.attn_drop > 0 and ctx.mask_bytes != 1:  # CPU: SDPA with dropout runs its math path (eager's saves)
+            self.fused = False
+        self.weight_bytes = 0.0  # bytes adapters keep that scale with weights (not per token)
 
     def norm(self, m: Optional[S.Module], grad: bool) -> tuple[float, bool]:
         if m is None:
@@ -88,6 +91,7 @@ class Walk:
             if m.name in self.adapted:
                 saved: Saved = self.mem.per_adapter(m, self.options, self.ctx, input_grad=grad)
                 kept += saved.extra
+                self.weight_bytes += saved.weights
                 raw, out = raw or saved.raw_input, True
         if raw and not input_saved and mods:
             kept += mods[0].d_in * self.ctx.act_bytes
@@ -111,15 +115,20 @@ class Walk:
             g = grad
         k, attn_g = self.linears(by.get("attn_in", []), g)
         kept += k
-        if attn_g:  # q, k, v and the output (o_proj's input: the same storage)
-            q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
-            kept += (2 * q + 2 * kv) * a
-            if self.fused:
-                kept += s.heads * 4
-            else:
-                kept += s.heads * self.seq * a * (1 + int(self.attn_drop > 0))
-                kept += s.heads * self.seq * self.ctx.mask_bytes * int(self.attn_drop > 0)
-        k, o_g = self.linears(by.get("attn_out", []), attn_g, input_saved=attn_g)
+        prefix = self.mem.kv_tokens(self.options) if self.mem.kv_tokens else 0
+        attn_g = attn_g or bool(prefix)
+        q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+        if attn_g and self.fused:  # SDPA keeps q, k, v, its output (o_proj's input: the same storage), lse
+            kept += (2 * q + 2 * kv * (1 + prefix / self.seq)) * a + s.heads * 4
+        elif attn_g and not (grad or prefix or any(
+                m.name in self.trained or m.name in self.adapted for m in by.get("attn_in", [])
+                if m.suffix not in ("v_proj", "value"))):
+            kept += s.heads * self.seq * a  # eager, only v needs a gradient: the (dropped) probabilities
+        elif attn_g:  # eager: q, k, v, the softmax's output and, with dropout, its mask and the dropped scores
+            drop = int(self.attn_drop > 0)
+            kept += (q + 2 * kv * (1 + prefix / self.seq)) * a + s.heads * self.seq * (
+                a * (1 + drop) + self.ctx.mask_bytes * drop)
+        k, o_g = self.linears(by.get("attn_out", []), attn_g, input_saved=attn_g and self.fused)
         kept += k
         if not pre_norm:  # BERT: dropout, residual, LayerNorm after each sub-layer
             kept += self.dropout(s.hidden, self.hid_drop, o_g)
@@ -135,7 +144,7 @@ class Walk:
         if mlp_g:
             kept += (3 if gated else 1) * s.intermediate * a
         down = by.get("mlp_out", [])
-        k, d_g = self.linears(down, mlp_g, input_saved=mlp_g and not gated)
+        k, d_g = self.linears(down, mlp_g)
         kept += k
         if not pre_norm:
             kept += self.dropout(s.hidden, self.hid_drop, d_g)
@@ -173,8 +182,9 @@ def embeddings_grad(shapes: S.Shapes, trained: set, checkpointing: bool, prompt:
 
 def saved_per_token(shapes: S.Shapes, memory: MemoryModel, options: Any, ctx: ActivationContext,
                     trained: set, adapted: dict, seq: int, fused: bool, first: int, prompt: bool,
-                    checkpointing: bool = False) -> tuple[list[float], float]:
-    """(bytes per token kept by each block, by the head and loss) for the walked architectures."""
+                    checkpointing: bool = False) -> tuple[list[float], float, float]:
+    """(bytes per token kept by each block, by the head and loss, bytes kept per weight) for the walked
+    architectures."""
     walk = Walk(shapes, memory, options, ctx, trained, adapted, seq, fused)
     grad = embeddings_grad(shapes, trained, checkpointing, prompt)
     emb = 8.0 if any(m.name in trained for m in shapes.embeddings) else 0.0  # the token ids
@@ -182,7 +192,7 @@ def saved_per_token(shapes: S.Shapes, memory: MemoryModel, options: Any, ctx: Ac
         emb += shapes.hidden * ctx.act_bytes + 8 + walk.dropout(shapes.hidden, walk.hid_drop, True)
     per = walk.blocks(first, grad)
     any_grad = grad or any(per) or bool(adapted) or bool(trained)
-    return per, emb + walk.head(any_grad or True)
+    return per, emb + walk.head(any_grad or True), walk.weight_bytes
 
 
 def korthikanti_layer(shapes: S.Shapes, seq: int, act_bytes: int, fused: bool, cross: bool = False) -> float:

@@ -85,12 +85,13 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
     """Bytes of activations for one micro-batch, by part (saved by autograd, plus the loss's transient)."""
     b, ckpt = opts["batch"], opts["checkpointing"]
     ctx = ActivationContext(act_bytes=act_bytes, adapter_bytes=2 if opts["adapter_dtype"] == "bfloat16" else 4,
-                            mask_bytes=act_bytes if on_cpu else 1, autocast=act_bytes == 2 and not on_cpu)
+                            mask_bytes=act_bytes if on_cpu else 1, autocast=act_bytes == 2 and not on_cpu,
+                            model_type=shapes.model_type)
     memory, trained, adapted = method_terms(shapes, method, options, ctx)
     first = memory.first_block(shapes, options) if memory.first_block else 0
     out: dict[str, float] = {}
     if shapes.model_type in A.WALKED:
-        per, head = A.saved_per_token(shapes, memory, options, ctx, trained, adapted, seq, fused, first,
+        per, head, weight_space = A.saved_per_token(shapes, memory, options, ctx, trained, adapted, seq, fused, first,
                                       prompt=method.kind == "prompt", checkpointing=ckpt)
     else:
         n = shapes.layers + shapes.decoder_layers
@@ -99,6 +100,7 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
         per[-1:] = per[-1:] or [0.0]
         extra = sum(memory.per_adapter(m, options, ctx).extra for m in adapted.values())
         per = [p + extra / max(1, len(per)) for p in per]
+        weight_space = sum(memory.per_adapter(m, options, ctx).weights for m in adapted.values())
         head = shapes.vocab * 4 if shapes.model_kind in ("causal_lm", "seq2seq") else 0.0
     layers = max(per, default=0.0)
     if ckpt:  # each block's input kept, one block recomputed at a time (its activations and their gradients)
@@ -120,7 +122,9 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
     if memory.per_token:
         out["activations (adapters)"] = memory.per_token(shapes, options, ctx) * b * seq
     if memory.weight_space:
-        out["activations (adapter weight products)"] = memory.weight_space(shapes, options, ctx)
+        weight_space += memory.weight_space(shapes, options, ctx)
+    if weight_space:
+        out["activations (adapter weight products)"] = weight_space
     return out
 
 

@@ -13,7 +13,8 @@ A ``MemoryModel`` on a ``MethodSpec`` says, for the model described by ``ftkit.s
 * ``per_token(shapes, options, ctx)``: bytes per token tied to no module (ShadowPEFT's own layers).
 * ``weight_space(shapes, options, ctx)``: bytes that scale with weights, not tokens (HRA's reflections).
 * ``first_block(shapes, options)``: the lowest block backward reaches (freeze, adaption prompt).
-* ``extra_tokens(options)``: tokens a method adds to every sequence (prompt tuning's virtual tokens).
+* ``extra_tokens(options)``: tokens a method adds to every sequence (prompt tuning's virtual tokens);
+  ``kv_tokens(options)``: key/value positions it adds to every attention (prefix tuning).
 
 ``ctx`` is an ``ActivationContext``: the activation dtype's bytes, the adapter dtype's, the bytes of a
 dropout mask (1 on CUDA's fused dropout, the activation dtype on CPU), and whether autocast casts each
@@ -31,11 +32,13 @@ class ActivationContext:
     adapter_bytes: int = 4  # dtype of the adapter weights (peft: fp32)
     mask_bytes: int = 4  # a dropout mask element: fp32/bf16 noise on CPU, bool on CUDA
     autocast: bool = False  # mixed precision: each linear casts its input to the 16-bit dtype
+    model_type: str = ""  # transformers' model_type (peft's per-architecture defaults)
 
 
 class Saved(NamedTuple):
     extra: float  # bytes per token
     raw_input: bool = False  # keeps the layer's input tensor itself
+    weights: float = 0.0  # bytes that scale with the weight, not with tokens (a delta weight kept for backward)
 
 
 def dropout_of(options: Any, *names: str) -> float:
@@ -61,16 +64,22 @@ def adapter_input(d_in: int, dropout: float, ctx: ActivationContext, input_grad:
     return Saved(0.0, raw_input=True)
 
 
-def low_rank(rank: Callable[[Any], int], dropout: tuple[str, ...] = (), out_factor: float = 0.0,
-             input_factor: float = 1.0) -> Callable:
-    """An adapter of the LoRA kind: its input (see ``adapter_input``) times ``input_factor``, the rank-r
-    intermediate, and ``out_factor`` output-sized tensors in the adapter's dtype."""
+def low_rank(rank: Callable[[Any], int] = None, dropout: tuple[str, ...] = (), out_factor: float = 0.0,
+             input_factor: float = 1.0, rank_factor: float = 1.0, weights: float = 0.0,
+             weights_if_grad: float = 0.0, copies: float = 0.0) -> Callable:
+    """An adapter of the LoRA kind: its input (see ``adapter_input``) times ``input_factor``,
+    ``rank_factor`` rank-r intermediates, ``out_factor`` output-sized and ``copies`` input-sized tensors in
+    the adapter's dtype, and ``weights`` (``weights_if_grad``: only when the input needs a gradient)
+    d_in x d_out matrices."""
+    rank = rank or rank_r
 
     def per_adapter(m, options, ctx: ActivationContext, input_grad: bool = True) -> Saved:
         first = adapter_input(m.d_in, dropout_of(options, *dropout), ctx, input_grad)
         r = rank(options) or 0
         b = 2 if ctx.autocast else ctx.adapter_bytes
-        return Saved(first.extra * input_factor + r * b + out_factor * m.d_out * b, first.raw_input)
+        w = (weights + (weights_if_grad if input_grad else 0.0)) * m.d_in * m.d_out * ctx.adapter_bytes
+        return Saved(first.extra * input_factor + rank_factor * r * b + out_factor * m.d_out * b + copies * m.d_in * b,
+                     first.raw_input and input_factor > 0, w)
 
     return per_adapter
 
@@ -83,20 +92,26 @@ def no_saves(m, options, ctx, input_grad: bool = True) -> Saved:
     return Saved(0.0)
 
 
-def output_scale(m, options, ctx, input_grad: bool = True) -> Saved:
-    """A learned vector scaling the layer's output (IA3): keeps the base output for its own gradient."""
-    return Saved(m.d_out * ctx.act_bytes)
+def raw_input(m, options, ctx, input_grad: bool = True) -> Saved:
+    """Keeps only the layer's input itself (shared with the base layer and other adapters on it)."""
+    return Saved(0.0, raw_input=True)
+
+
+def no_adapters(shapes, options) -> list:
+    return []
 
 
 @dataclass(frozen=True)
 class MemoryModel:
     trained: Optional[Callable[[Any, Any], set]] = None
     adapted: Optional[Callable[[Any, Any], list]] = None
-    per_adapter: Callable = low_rank(rank_r)
+    per_adapter: Callable = low_rank()
     per_token: Optional[Callable[[Any, Any, ActivationContext], float]] = None
     weight_space: Optional[Callable[[Any, Any, ActivationContext], float]] = None
     first_block: Optional[Callable[[Any, Any], int]] = None
     extra_tokens: Optional[Callable[[Any], int]] = None
+    #: key/value positions a method adds to every attention (prefix tuning): attention needs a gradient
+    kv_tokens: Optional[Callable[[Any], int]] = None
 
 
 LORA_LIKE = MemoryModel()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from ._base import MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel
 from ._shapes import num_layers
 from ..schema import Options, field
 
@@ -205,6 +206,7 @@ SPECS = [
                "strong only on large models; needs a high learning rate (~1e-2)"),
         "PROMPT_TUNING",
         params=_prompt_tuning_params,
+        memory=MemoryModel(extra_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "prefix_tuning", "Prefix tuning",
@@ -214,6 +216,7 @@ SPECS = [
         "PREFIX_TUNING",
         model_kinds=ALL_KINDS, why_not={},
         params=_prefix_params,
+        memory=MemoryModel(kv_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "p_tuning", "P-tuning",
@@ -222,6 +225,7 @@ SPECS = [
         Trades("low", "low (encoder while training)", "fast", NOT_MERGEABLE),
         "P_TUNING",
         params=_p_tuning_params,
+        memory=MemoryModel(extra_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "cartridge", "Cartridges",
@@ -231,6 +235,7 @@ SPECS = [
         "CARTRIDGE",
         model_kinds=ALL_KINDS, why_not={},
         params=_cartridge_params,
+        memory=MemoryModel(kv_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "cpt", "CPT",
@@ -245,6 +250,8 @@ SPECS = [
                                                                                  "token_cls", "qa")},
         barely_learns=True,
         params=_cpt_params,
+        memory=MemoryModel(extra_tokens=lambda o: o.num_virtual_tokens,
+                           per_token=lambda shapes, o, ctx: shapes.vocab * 4)  # its own loss: a second log-softmax,
     ),
     _prompt_spec(
         "adaption_prompt", "LLaMA-Adapter",
