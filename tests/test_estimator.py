@@ -278,7 +278,7 @@ def test_time_grows_with_tokens_and_full_training_costs_more_per_token():
 
 def test_fitting_run_says_so():
     e = estimate(RunConfig.preset("phi3-mini-qlora"), gpus=1, gpu_memory_gb=24)
-    assert e.fits and e.verdict.startswith("fits on 1 x 24 GB") and not e.suggestions
+    assert e.fits and e.verdict.startswith("fits on 1 x 24 GiB") and not e.suggestions
 
 
 def test_first_change_for_a_run_that_does_not_fit():
@@ -287,7 +287,7 @@ def test_first_change_for_a_run_that_does_not_fit():
     e = estimate(config, gpus=1, gpu_memory_gb=24)
     assert not e.fits
     assert e.first_suggestion == "turn on training.gradient_checkpointing"
-    assert e.verdict.startswith("does not fit on 1 x 24 GB") and "gradient_checkpointing" in e.verdict
+    assert e.verdict.startswith("does not fit on 1 x 24 GiB") and "gradient_checkpointing" in e.verdict
     assert e.suggestions[-1]["fits"]  # following the list in order ends with a run that fits
     assert [s["peak_gb"] for s in e.suggestions] == sorted((s["peak_gb"] for s in e.suggestions), reverse=True)
 
@@ -330,7 +330,7 @@ def test_cli_estimate_table_and_bad_config(capsys, tmp_path):
 
     assert main(["estimate", "--preset", "phi3-mini-qlora", "--gpu-memory", "8",
                  "--set", "method.name=full", "--set", "quantization.bits=none"]) == 0
-    assert "does not fit on 1 x 8 GB" in capsys.readouterr().out
+    assert "does not fit on 1 x 8 GiB" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  batch_size: 0\n")
     assert main(["estimate", str(bad)]) == 2

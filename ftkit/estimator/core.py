@@ -19,7 +19,7 @@ WHAT_IF = {
                              "enable_activation_offloading)",
     "optimizer_in_backward": "optimizer step in backward (each gradient applied and freed as it is produced, "
                              "as torchtune's optimizer_in_bwd)",
-    "mean_seq_length": "padding-free batches of this mean length (packed, no padding tokens)",
+    "padding_free": "padding-free batches (packed, no padding tokens), of whatif.mean_seq_length tokens per example",
 }
 
 
@@ -33,7 +33,7 @@ def _defaults(config) -> dict:
                 adapter_dtype=getattr(t, "adapter_dtype", "float32"),
                 fused_cross_entropy=getattr(t, "fused_cross_entropy", False),
                 torch_compile=getattr(t, "torch_compile", False),
-                padding_free=getattr(t, "padding_free", False),
+                padding_free=getattr(w, "padding_free", False),
                 activation_offloading=getattr(w, "activation_offloading", False),
                 optimizer_in_backward=getattr(w, "optimizer_in_backward", False),
                 mean_seq_length=getattr(w, "mean_seq_length", None))
@@ -84,7 +84,7 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
                      on_cpu: bool, seq: int) -> dict[str, float]:
     """Bytes of activations for one micro-batch, by part (saved by autograd, plus the loss's transient)."""
     b, ckpt = opts["batch"], opts["checkpointing"]
-    ctx = ActivationContext(act_bytes=act_bytes, adapter_bytes=2 if opts["adapter_dtype"] == "bfloat16" else 4,
+    ctx = ActivationContext(act_bytes=act_bytes, adapter_bytes=4 if opts["adapter_dtype"] == "float32" else act_bytes,
                             mask_bytes=act_bytes if on_cpu else 1, autocast=act_bytes == 2 and not on_cpu,
                             model_type=shapes.model_type)
     memory, trained, adapted = method_terms(shapes, method, options, ctx)
@@ -150,7 +150,7 @@ def estimate(config, gpus: Optional[int] = None, gpu_memory_gb: Optional[float] 
     shapes = shapes or S.from_run_config(config)
     method, options = config.method_spec, config.method_options
     notes: list[str] = []
-    what_if = [WHAT_IF[k] + (f": {opts[k]}" if k == "mean_seq_length" else "")
+    what_if = [WHAT_IF[k] + (f": {opts['mean_seq_length'] or opts['seq']}" if k == "padding_free" else "")
                for k in WHAT_IF if opts.get(k)]
     on_cpu = dev.kind == "cpu"
 

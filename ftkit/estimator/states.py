@@ -58,7 +58,8 @@ def model_states(shapes: S.Shapes, opts: dict, *, full: bool, trainable: int, ad
     deepspeed = stage is not None
     n = world if deepspeed else 1
     weights = weight_bytes(shapes, opts["bits"], opts["quant_type"], opts["double_quant"], w_bytes)
-    a_bytes = 2 if opts.get("adapter_dtype") == "bfloat16" else 4
+    a_bytes = 4 if opts.get("adapter_dtype", "float32") == "float32" else min(4, 2 if precision in (
+        "bf16", "fp16") else w_bytes)  # "base": the 16-bit compute dtype
     if full:  # full fine-tuning trains the weights in their dtype
         t_bytes, head_copy = w_bytes, 0.0
     else:  # adapters at the adapter dtype; a trained copy of the head (modules_to_save) in fp32

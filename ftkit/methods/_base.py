@@ -35,6 +35,8 @@ class BuildContext:
     tokenizer: Any = None
     #: set by methods that need a hook at every optimizer step (AdaLoRA)
     on_step: Optional[Callable[[Any, int], None]] = None
+    #: training.adapter_dtype: "float32" (peft upcasts adapters on a 16-bit base) or "base" (keep its dtype)
+    adapter_dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,6 @@ def peft_apply(
             model = peft.prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=ctx.gradient_checkpointing
             )
-        return peft.get_peft_model(model, config)
+        return peft.get_peft_model(model, config, autocast_adapter_dtype=ctx.adapter_dtype == "float32")
 
     return apply
