@@ -1,8 +1,8 @@
 """Devices the estimator knows, and the constants of its memory and time models.
 
-Units: every figure is in binary units. ``GiB`` is 2**30 bytes; a card sold as
-"80 GB" is listed with its capacity as ``torch.cuda.get_device_properties``
-reports it, in GiB (an H100 80GB has 79.2 GiB usable, listed as 80).
+Units: every figure is in binary units. ``GiB`` is 2**30 bytes. Each card is listed with the capacity
+``torch.cuda.get_device_properties(0).total_memory`` reports for it, in GiB: an "80GB" A100 has 80 GiB,
+an "80GB" H100 79.6, an L40S 45, an L4 or A10 22.5, a T4 15.
 """
 from __future__ import annotations
 
@@ -22,21 +22,21 @@ class Device:
     kind: str = "cuda"
 
 
-#: peak dense throughput from the vendors' data sheets (no sparsity)
+#: memory in GiB as the driver reports it; peak dense throughput from the vendors' data sheets (no sparsity)
 DEVICES = {d.name: d for d in (
-    Device("H200", 141, 989, 494),
-    Device("H100-80GB", 80, 989, 494),
-    Device("H100-PCIe", 80, 756, 378),
+    Device("H200", 140, 989, 494),
+    Device("H100-80GB", 79.6, 989, 494),
+    Device("H100-PCIe", 79.6, 756, 378),
     Device("A100-80GB", 80, 312, 156),
     Device("A100-40GB", 40, 312, 156),
     Device("A6000", 48, 155, 77),
-    Device("L40S", 48, 362, 183),
-    Device("A10", 24, 125, 62.5),
-    Device("L4", 24, 121, 60),
+    Device("L40S", 45, 362, 183),
+    Device("A10", 22.5, 125, 62.5),
+    Device("L4", 22.5, 121, 60),
     Device("RTX-4090", 24, 165, 82.6),
     Device("RTX-3090", 24, 71, 35.6),
     Device("V100-32GB", 32, 125, 15.7, bf16=False),
-    Device("T4", 16, 65, 8.1, bf16=False),
+    Device("T4", 15, 65, 8.1, bf16=False),
     Device("CPU", 0, 0.2, 0.2, bf16=False, kind="cpu"),
 )}
 #: share of peak throughput a fine-tuning step reaches (model FLOPs utilisation)
