@@ -112,8 +112,10 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
     out["activations (layers)"] = kept * b * seq
     logits = shapes.model_kind in ("causal_lm", "seq2seq")
     if logits and opts["fused_cross_entropy"]:
-        # fused linear + cross-entropy (Liger): logits are computed and freed chunk by chunk
-        out["activations (logits + loss)"] = b * seq * (shapes.hidden * 4 + 8) + min(b * seq, 4096) * shapes.vocab * 8
+        # fused linear + cross-entropy (Liger): logits are computed and freed in chunks sized so that a chunk's
+        # logits hold about as many elements as the hidden states (fp32, with their gradient), and the gradient
+        # of the head's input is computed in forward (fp32)
+        out["activations (logits + loss)"] = b * seq * (shapes.hidden * 12 + 8)
     elif logits:
         # saved: the fp32 log-softmax; at the start of backward its gradient and the logits' are alive too
         out["activations (logits + loss)"] = b * seq * (head + 8 * shapes.vocab)
