@@ -123,7 +123,7 @@ class Advice:
         return self.ranked[0] if self.ranked else None
 
     def text(self) -> str:
-        lines = [f"{self.task} with {self.model} on {self.gpus} x {self.gpu_memory_gb:g} GB "
+        lines = [f"{self.task} with {self.model} on {self.gpus} x {self.gpu_memory_gb:g} GiB "
                  f"(scenario: {self.scenario.text}; the table marks "
                  + ", ".join(f"{t} {'Y' if y else 'N'}" for t, y in self.scenario.marks.items()) + ")"]
         if self.ranked:

@@ -32,7 +32,7 @@ def advice_html(advice) -> str:
             "<th>s/step</th><th>expected quality</th></tr>")
     flagged = "".join(f"<li>{esc(c.line())}</li>" for c in advice.checks if not c.holds)
     return (f"<b>{esc(advice.task)}</b> with <b>{esc(advice.model)}</b> on {advice.gpus} x "
-            f"{advice.gpu_memory_gb:g} GB<table>{head}{''.join(rows)}</table>"
+            f"{advice.gpu_memory_gb:g} GiB<table>{head}{''.join(rows)}</table>"
             + (f"<p>Table claims that do not hold by these numbers:</p><ul>{flagged}</ul>" if flagged else ""))
 
 
