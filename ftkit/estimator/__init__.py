@@ -7,8 +7,8 @@ with the first setting to change. Its parts:
 
 * ``devices``: the device table and the constants of the model (units, margins, CPU calibration);
 * ``states``: model states: base weights by storage type, adapters, gradients, optimizer states, ZeRO;
-* ``activations``: what autograd keeps, walked per layer from what trains and each method's spec
-  (``MethodSpec.memory``);
+* ``activations``: what autograd keeps, walked per layer from what trains; ``method_terms``: what
+  each method adds (``MethodSpec.memory``);
 * ``phases``: loading and generation peaks;
 * ``timing``: time per step from FLOPs;
 * ``suggest``: what to change when a run does not fit;
@@ -19,7 +19,8 @@ Importing this package, and calling it, imports no torch.
 from __future__ import annotations
 
 from .activations import korthikanti_layer, saved_per_token
-from .core import WHAT_IF, activation_terms, estimate, method_terms, predicted_peak_mb, saved_activation_bytes
+from .core import WHAT_IF, estimate, predicted_peak_mb
+from .method_terms import activation_terms, method_terms, saved_activation_bytes
 from .devices import (CPU_RUNTIME_MB, CUDA_CONTEXT_MB, DEVICES, FIT_MARGIN, GB, MB, TIGHT_MARGIN, Device, GiB,
                       MiB, lookup)
 from .result import Estimate

@@ -112,6 +112,10 @@ class MemoryModel:
     extra_tokens: Optional[Callable[[Any], int]] = None
     #: key/value positions a method adds to every attention (prefix tuning): attention needs a gradient
     kv_tokens: Optional[Callable[[Any], int]] = None
+    #: notes the estimate adds for these options (what the numbers cannot know)
+    notes: Optional[Callable[[Any], list]] = None
+    #: whether the trainable count includes a trained copy of the task head (peft's modules_to_save)
+    saves_head: bool = True
 
 
 LORA_LIKE = MemoryModel()

@@ -109,6 +109,7 @@ SPECS = [
         quantized_base=False,
         peft_type="ADAMSS",
         params=_adamss_params,
-        memory=MemoryModel(per_adapter=low_rank(input_factor=0)),
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0), notes=lambda o: [
+            "AdaMSS with ASA prunes subspaces while training; the count is the starting one"] if o.use_asa else []),
     ),
 ]

@@ -118,6 +118,6 @@ SPECS = [
                  "modules_to_save, which this method has not)" for k in ("token_cls", "qa")},
         peft_type="TRAINABLE_TOKENS",
         params=_tokens_params,
-        memory=MemoryModel(trained=_embedding_trained, adapted=no_adapters),
+        memory=MemoryModel(trained=_embedding_trained, adapted=no_adapters, saves_head=False),
     ),
 ]
