@@ -32,6 +32,11 @@ def suggestions(config, est: Estimate, shapes: S.Shapes, **kwargs) -> list[dict]
         for next_stage in (1, 2, 3):
             if (stage is None or stage < next_stage) and not (next_stage == 3 and (opts["bits"] or not method.zero3)):
                 steps.append((f"distributed.zero_stage {next_stage}", {"zero_stage": next_stage}, None))
+    logits = est.breakdown.get("activations (logits + loss)", 0.0)
+    if not opts.get("fused_cross_entropy") and logits > 0.1 * est.training_bytes and \
+            shapes.model_kind in ("causal_lm", "seq2seq"):
+        steps.append(("training.fused_cross_entropy (the logits are never held whole; needs liger-kernel)",
+                      {"fused_cross_entropy": True}, None))
     if stage is not None or world > 1:
         steps.append(("distributed.offload_optimizer cpu", {"offload_optimizer": "cpu",
                                                             "zero_stage": stage or 2}, None))
