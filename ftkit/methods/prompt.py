@@ -118,6 +118,18 @@ def _adaption_extra(options, model, ctx):
     return {"adapter_layers": min(options.adapter_layers, num_layers(model))}
 
 
+def _adaption_first_block(shapes, options) -> int:
+    """Backward reaches only the top ``adapter_layers`` blocks."""
+    return max(0, shapes.layers - options.adapter_layers)
+
+
+def _adaption_saved(shapes, options, ctx) -> float:
+    """Per token: each adapted layer's own attention over the adaption prompt keeps its softmax (fp32, and
+    its cast to the 16-bit compute dtype), heads x adapter_len."""
+    layers = min(options.adapter_layers, shapes.layers)
+    return layers * shapes.heads * options.adapter_len * (4 + (2 if ctx.act_bytes == 2 else 0))
+
+
 def _prompt_spec(name, title, summary, options, apply, trades, peft_type, **kw):
     kw.setdefault("model_kinds", PROMPT_KINDS)
     kw.setdefault("why_not", PROMPT_WHY_NOT)
@@ -264,5 +276,6 @@ SPECS = [
                  for k in ("seq2seq", "seq_cls", "token_cls", "qa")},
         barely_learns=True,
         params=_adaption_params,
+        memory=MemoryModel(first_block=_adaption_first_block, per_token=_adaption_saved),
     ),
 ]
