@@ -13,6 +13,7 @@ the goal is 10 % on every row, and rows outside it are listed with the reason.
     python bench/memory.py                 # everything (about 30-60 min on 2 busy cores)
     python bench/memory.py --only lora,full,qlora --no-zero
     python bench/memory.py --json out.json
+    python bench/memory.py --published     # no runs: the estimator against published GPU measurements
 
 The CPU constants of ``ftkit/estimator.py`` (CPU_RUNTIME_MB, CPU_DISTRIBUTED_MB,
 CPU_TRANSIENT_FACTOR) were fitted on these rows; ``--fit`` prints the
@@ -191,7 +192,15 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--rescore", metavar="JSON", help="no runs: recompute the predictions for the "
                         "measurements saved by --json and print the table")
+    parser.add_argument("--published", action="store_true", help="no runs: print the table of predicted vs "
+                        "published GPU measurements (bench/published.py, bench/data/published_memory.json)")
     args = parser.parse_args(argv)
+    if args.published:
+        from _common import command_line, stamp
+        from published import main as published_main
+
+        print(stamp(command_line()))
+        return published_main(["--json", args.json] if args.json else [])
     if args.rescore:
         results = rescore(json.loads(Path(args.rescore).read_text()), tempfile.mkdtemp())
         print(table(results))

@@ -76,7 +76,7 @@ class Option:
         e = self.estimate
         quality = QUALITY.get(self.method, (5, ""))[1]
         how = f" with {', '.join(self.adjustments)}" if self.adjustments else ""
-        return (f"{self.label}{how}: {e.peak_gb:.1f} GB per GPU of {e.gpu_memory_gb:g}, "
+        return (f"{self.label}{how}: {e.peak_gb:.1f} GiB per GPU of {e.gpu_memory_gb:g}, "
                 f"{_human(e.trainable_params)} trainable ({100 * e.trainable_share:.2f} %), "
                 f"~{e.seconds_per_step:.2g} s per step of {e.tokens_per_step:,} tokens per GPU; {quality}")
 
@@ -123,7 +123,7 @@ class Advice:
         return self.ranked[0] if self.ranked else None
 
     def text(self) -> str:
-        lines = [f"{self.task} with {self.model} on {self.gpus} x {self.gpu_memory_gb:g} GB "
+        lines = [f"{self.task} with {self.model} on {self.gpus} x {self.gpu_memory_gb:g} GiB "
                  f"(scenario: {self.scenario.text}; the table marks "
                  + ", ".join(f"{t} {'Y' if y else 'N'}" for t, y in self.scenario.marks.items()) + ")"]
         if self.ranked:
@@ -133,7 +133,7 @@ class Advice:
             lines.append("nothing fits: a larger GPU, more GPUs or a smaller model")
         if self.rejected:
             lines.append("does not fit:")
-            lines += [f"  - {o.label}: needs {o.estimate.peak_gb:.1f} GB per GPU" for o in self.rejected]
+            lines += [f"  - {o.label}: needs {o.estimate.peak_gb:.1f} GiB per GPU" for o in self.rejected]
         flagged = [c for c in self.checks if not c.holds]
         if flagged:
             lines.append("table claims that do not hold by these numbers:")
@@ -281,12 +281,12 @@ def check_table(options: list, gpus: int) -> list[Check]:
         if opt:
             lower = gb(opt) < gb(full)
             out.append(Check(row.text, tech, row.marks[tech], lower == row.marks[tech],
-                             f"{gb(opt):.1f} GB per GPU vs {gb(full):.1f} GB for full fine-tuning"))
+                             f"{gb(opt):.1f} GiB per GPU vs {gb(full):.1f} GiB for full fine-tuning"))
     if zero3:
         lower = gb(zero3) < gb(full)
         out.append(Check(row.text, "ZeRO", row.marks["ZeRO"], lower == row.marks["ZeRO"],
-                         f"full fine-tuning with ZeRO-3 over {gpus} GPUs: {gb(zero3):.1f} GB per GPU vs "
-                         f"{gb(full):.1f} GB without"))
+                         f"full fine-tuning with ZeRO-3 over {gpus} GPUs: {gb(zero3):.1f} GiB per GPU vs "
+                         f"{gb(full):.1f} GiB without"))
     elif gpus == 1:
         out.append(Check(row.text, "ZeRO", row.marks["ZeRO"], False,
                          "on one GPU ZeRO partitions nothing; only its CPU offload saves GPU memory"))
@@ -297,7 +297,7 @@ def check_table(options: list, gpus: int) -> list[Check]:
             cheaper = sec(opt) < sec(full) or (not full.fits and opt.fits)
             note = f"~{sec(opt):.2g} s per step vs {sec(full):.2g} s for full fine-tuning"
             if not full.fits and opt.fits:
-                note += f" (and it fits where full fine-tuning needs {gb(full):.0f} GB)"
+                note += f" (and it fits where full fine-tuning needs {gb(full):.0f} GiB)"
             out.append(Check(row.text, tech, row.marks[tech], cheaper == row.marks[tech], note))
     # memory-efficient data parallelism
     row = SCENARIO["data_parallel"]
@@ -307,6 +307,6 @@ def check_table(options: list, gpus: int) -> list[Check]:
                          "(run it under ZeRO for that)"))
     if zero3 and gpus > 1:
         out.append(Check(row.text, "ZeRO", row.marks["ZeRO"], (gb(zero3) < gb(full)) == row.marks["ZeRO"],
-                         f"ZeRO-3 spreads parameters, gradients and states: {gb(zero3):.1f} GB per GPU "
-                         f"vs {gb(full):.1f} GB replicated"))
+                         f"ZeRO-3 spreads parameters, gradients and states: {gb(zero3):.1f} GiB per GPU "
+                         f"vs {gb(full):.1f} GiB replicated"))
     return out

@@ -339,8 +339,8 @@ def _add_estimator_commands(sub) -> None:
                        "from the model's config.json alone")
     _add_config_args(p)
     p.add_argument("--gpus", type=int, default=None, help="GPUs the run spans (default: the config's processes)")
-    p.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="memory of each GPU in GB "
-                   "(default: the device's)")
+    p.add_argument("--gpu-memory", type=float, default=None, metavar="GIB", help="memory of each GPU in GiB "
+                   "(2**30 bytes; an \"80GB\" card: 80; default: the device's)")
     p.add_argument("--device", default="A100-80GB", help="device for throughput and defaults (e.g. H100-80GB, "
                    "RTX-4090, CPU)")
     p.add_argument("--json", action="store_true")
@@ -350,7 +350,8 @@ def _add_estimator_commands(sub) -> None:
     p.add_argument("--task", required=True, help="task name (`ftkit tasks`)")
     p.add_argument("--model", required=True, help="Hub id, folder or builtin:* model")
     p.add_argument("--gpus", type=int, default=1)
-    p.add_argument("--gpu-memory", type=float, default=24, metavar="GB", help="memory of each GPU in GB")
+    p.add_argument("--gpu-memory", type=float, default=24, metavar="GIB",
+                   help="memory of each GPU in GiB (2**30 bytes; an \"80GB\" card: 80)")
     p.add_argument("--device", default=None, help="device for the time estimate (default: one with that memory)")
     p.add_argument("--seq", type=int, default=None, help="tokens per example (default 1024 generative, 256 else)")
     p.add_argument("--batch", type=int, default=4, help="examples per GPU per step")

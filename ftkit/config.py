@@ -150,6 +150,29 @@ class TrainingSection(Section):
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = field(
         factory=list, help="Also log to these trackers (they must be installed).", advanced=True
     )
+    # ---- memory and speed: each changes the run (engine/settings.py) and the estimate ----------------
+    adapter_dtype: Literal["float32", "base"] = field(
+        "float32", "Dtype of the adapter weights: float32 (peft's default, upcast on a 16-bit base) or the base "
+        "model's own dtype (half the adapter memory, as other frameworks keep them).", advanced=True)
+    fused_cross_entropy: bool = field(
+        False, "Fuse the LM head with the loss (Liger kernels, transformers' use_liger_kernel): the logits are "
+        "never held whole, the largest saving on large vocabularies. Needs the liger-kernel package.", advanced=True)
+    torch_compile: bool = field(False, "Compile the model with torch.compile: faster steps after a slow first one.",
+                                advanced=True)
+
+
+class WhatIfSection(Section):
+    """Settings the estimate models but ftkit does not run: they change ``ftkit estimate`` only, which says so."""
+
+    activation_offloading: bool = field(
+        False, "Keep saved activations in pinned CPU memory between forward and backward (torchtune's "
+        "enable_activation_offloading).")
+    optimizer_in_backward: bool = field(
+        False, "Apply and free each gradient as backward produces it (torchtune's optimizer_in_bwd).")
+    padding_free: bool = field(
+        False, "Pack examples without padding (transformers' DataCollatorWithFlattening); with mean_seq_length.")
+    mean_seq_length: Optional[int] = field(
+        None, "Mean tokens per example when packing without padding; empty: max_seq_length.", ge=1, le=1_048_576)
 
 
 def _choice_section(kind: str, registry: Registry, default: str, help: str) -> type[Section]:
@@ -190,6 +213,7 @@ class RunConfig(Section):
     quantization: QuantizationSection = field(factory=QuantizationSection, help="Quantizing the base model.")
     distributed: DistributedSection = field(factory=DistributedSection, help="Processes, GPUs and DeepSpeed ZeRO.")
     training: TrainingSection = field(factory=TrainingSection, help="Optimisation and cadence.")
+    whatif: WhatIfSection = field(factory=WhatIfSection, help="What-ifs for the memory estimate only.")
 
     # ---- derived facts -----------------------------------------------------
 

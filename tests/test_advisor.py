@@ -55,7 +55,7 @@ def test_phi3_mini_chat_on_one_24gb_gpu(mini_chat):
     by = {o.method: o for o in a.ranked}
     assert by["qlora"].estimate.peak_gb < by["lora"].estimate.peak_gb
     assert by["dora"].estimate.trainable_params > by["lora"].estimate.trainable_params
-    assert by["lora"].line().startswith("LoRA") and "GB per GPU" in by["lora"].line()
+    assert by["lora"].line().startswith("LoRA") and "GiB per GPU" in by["lora"].line()
 
 
 def test_claims_that_do_not_hold_are_flagged(mini_chat):

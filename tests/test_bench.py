@@ -91,3 +91,8 @@ def test_plain_script_packs_texts_into_full_blocks(tmp_path):
     # every batch is two full 32-token blocks (the loader builds one batch ahead, so 3 batches are counted)
     assert packed["tokens"] == 3 * 2 * 32 and packed["steps"] == 2
     assert padded["tokens"] < packed["tokens"] and packed["loss_last"] is not None
+
+
+def test_memory_prints_the_published_table():
+    text = bench("memory.py", "--published")
+    assert "| lora-rank32 |" in text and "median |error|" in text and "wrong \"does not fit\": none" in text

@@ -278,7 +278,7 @@ def test_time_grows_with_tokens_and_full_training_costs_more_per_token():
 
 def test_fitting_run_says_so():
     e = estimate(RunConfig.preset("phi3-mini-qlora"), gpus=1, gpu_memory_gb=24)
-    assert e.fits and e.verdict.startswith("fits on 1 x 24 GB") and not e.suggestions
+    assert e.fits and e.verdict.startswith("fits on 1 x 24 GiB") and not e.suggestions
 
 
 def test_first_change_for_a_run_that_does_not_fit():
@@ -287,7 +287,7 @@ def test_first_change_for_a_run_that_does_not_fit():
     e = estimate(config, gpus=1, gpu_memory_gb=24)
     assert not e.fits
     assert e.first_suggestion == "turn on training.gradient_checkpointing"
-    assert e.verdict.startswith("does not fit on 1 x 24 GB") and "gradient_checkpointing" in e.verdict
+    assert e.verdict.startswith("does not fit on 1 x 24 GiB") and "gradient_checkpointing" in e.verdict
     assert e.suggestions[-1]["fits"]  # following the list in order ends with a run that fits
     assert [s["peak_gb"] for s in e.suggestions] == sorted((s["peak_gb"] for s in e.suggestions), reverse=True)
 
@@ -330,7 +330,7 @@ def test_cli_estimate_table_and_bad_config(capsys, tmp_path):
 
     assert main(["estimate", "--preset", "phi3-mini-qlora", "--gpu-memory", "8",
                  "--set", "method.name=full", "--set", "quantization.bits=none"]) == 0
-    assert "does not fit on 1 x 8 GB" in capsys.readouterr().out
+    assert "does not fit on 1 x 8 GiB" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  batch_size: 0\n")
     assert main(["estimate", str(bad)]) == 2
@@ -354,3 +354,127 @@ def test_summary_records_predicted_and_measured_peak(tmp_path):
     assert summary["predicted_peak_mb"] > 0 and summary["measured_peak_mb"] > 0
     assert summary["predicted_peak_mb"] == pytest.approx(
         estimate(config, device="CPU", gpus=1).allocated_mb, abs=0.1)
+
+
+# ---- settings that change the run and the estimate; what-ifs; phases; units; tight verdicts ----------------
+
+def lora_run(**changes):
+    return RunConfig.preset("phi3-mini-qlora").update({"method.name": "lora", "quantization.bits": None,
+                                                       "training.gradient_checkpointing": False, **changes})
+
+
+def test_fused_cross_entropy_drops_the_logits_term():
+    plain, fused = estimate(lora_run()), estimate(lora_run(**{"training.fused_cross_entropy": True}))
+    b, s, v = 4, 1024, 32064
+    key = "activations (logits + loss)"
+    config = lora_run()
+    b, s, v = config.training.batch_size, config.training.max_seq_length, 32064
+    assert plain.breakdown[key] >= b * s * v * 12
+    assert fused.breakdown[key] < plain.breakdown[key] / 4
+    assert fused.peak_bytes < plain.peak_bytes
+
+
+def test_adapter_dtype_base_halves_adapter_weights_and_states():
+    f32, base = estimate(lora_run()), estimate(lora_run(**{"training.adapter_dtype": "base"}))
+    key = "trainable weights (adapters, heads)"
+    assert base.breakdown[key] == pytest.approx(f32.breakdown[key] / 2)
+    assert base.breakdown["optimizer states"] == pytest.approx(f32.breakdown["optimizer states"] / 2)
+
+
+def test_adapter_dtype_base_keeps_peft_adapters_in_the_base_dtype():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    import transformers as tf
+
+    spec = methods.get("lora")
+    counted = {}
+    for dtype in ("float32", "base"):
+        model = tf.LlamaForCausalLM(tf.LlamaConfig(**LLAMA)).to(torch.bfloat16)
+        ctx = BuildContext(model_kind="causal_lm", model_type="llama", adapter_dtype=dtype)
+        model = spec.apply(model, spec.options(), ctx)
+        counted[dtype] = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    assert counted["base"] * 2 == counted["float32"]
+    config = RunConfig().update({"model.name_or_path": "builtin:tiny-llama", "task.name": "domain",
+                                 "method.name": "lora", "model.dtype": "bfloat16", "training.precision": "bf16"})
+    key = "trainable weights (adapters, heads)"
+    e32, eb = estimate(config, device="H100-80GB"), estimate(config.set("training.adapter_dtype", "base"),
+                                                             device="H100-80GB")
+    assert eb.breakdown[key] * 2 == pytest.approx(e32.breakdown[key])
+
+
+def test_training_arguments_carry_compile_and_refuse_fused_loss_without_liger():
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    from transformers import TrainingArguments
+
+    from ftkit.engine.settings import training_argument_extras
+
+    config = lora_run(**{"training.torch_compile": True})
+    assert training_argument_extras(config, TrainingArguments) == {"torch_compile": True}
+    fused = lora_run(**{"training.fused_cross_entropy": True})
+    if importlib.util.find_spec("liger_kernel") is None:
+        with pytest.raises(RuntimeError, match="liger-kernel"):
+            training_argument_extras(fused, TrainingArguments)
+    else:
+        assert training_argument_extras(fused, TrainingArguments)["use_liger_kernel"] is True
+    assert training_argument_extras(lora_run(), TrainingArguments) == {}
+
+
+def test_paged_optimizer_states_are_shown_apart():
+    plain, paged = estimate(lora_run()), estimate(lora_run(**{"training.optimizer": "paged_adamw_8bit"}))
+    assert paged.breakdown["optimizer states"] == 0
+    assert paged.unified_breakdown["optimizer states (paged)"] == pytest.approx(
+        estimate(lora_run(**{"training.optimizer": "adamw_bnb_8bit"})).breakdown["optimizer states"])
+    assert "unified memory" in paged.table() and paged.peak_bytes < plain.peak_bytes
+
+
+def test_what_ifs_change_the_estimate_and_say_so():
+    base = estimate(lora_run())
+    offload = estimate(lora_run(**{"whatif.activation_offloading": True}))
+    assert offload.breakdown["activations (layers)"] < base.breakdown["activations (layers)"] / 3
+    assert offload.what_if and "what-if" in offload.table()
+    full = lora_run(**{"method.name": "full", "training.batch_size": 1})
+    in_bwd = estimate(full.set("whatif.optimizer_in_backward", True))
+    assert in_bwd.breakdown["gradients"] < estimate(full).breakdown["gradients"] / 10
+    packed = estimate(lora_run(**{"whatif.padding_free": True, "whatif.mean_seq_length": 256}))
+    s = lora_run().training.max_seq_length
+    assert packed.breakdown["activations (layers)"] == pytest.approx(base.breakdown["activations (layers)"] * 256 / s)
+    assert not base.what_if
+
+
+def test_torch_compile_speeds_the_step_and_notes_memory():
+    base, compiled = estimate(lora_run()), estimate(lora_run(**{"training.torch_compile": True}))
+    assert compiled.seconds_per_step < base.seconds_per_step
+    assert any("torch.compile" in n for n in compiled.notes)
+
+
+def test_loading_and_generation_peaks_and_which_is_the_peak():
+    e = estimate(RunConfig.preset("phi3-mini-qlora"), gpus=1, gpu_memory_gb=24)
+    assert set(e.phases) == {"loading", "generation"} and e.peak_phase == "training"
+    # translation generates over the whole eval batch with beams: a large enough one peaks above training
+    config = RunConfig().update({"task.name": "translation", "model.name_or_path": "builtin:tiny-t5",
+                                 "method.name": "lora", "training.batch_size": 1, "training.eval_batch_size": 512,
+                                 "task.translation.num_beams": 8, "task.translation.max_new_tokens": 512})
+    g = estimate(config, device="A100-80GB")
+    assert g.peak_phase == "generation" and g.peak_bytes == g.phases["generation"] > g.training_bytes
+    assert "generating at evaluation" in g.verdict and "peak (generation)" in g.table()
+
+
+def test_units_are_gib_and_name_the_measure():
+    text = estimate(RunConfig.preset("phi3-mini-qlora"), gpus=1, gpu_memory_gb=24).table()
+    assert " GB" not in text.replace("GB)", "")
+    for word in ("GiB", "max_memory_allocated", "max_memory_reserved", "CUDA context"):
+        assert word in text
+    e = estimate(RunConfig.preset("phi3-mini-qlora"))
+    assert e.reserved_gb == pytest.approx(e.peak_gb - e.breakdown["framework overhead"] / GB)
+
+
+def test_tight_verdict_near_the_limit():
+    config = RunConfig.preset("phi3-mini-qlora")
+    need = estimate(config).peak_gb
+    tight = estimate(config, gpus=1, gpu_memory_gb=need / 0.99)
+    assert tight.fit == "tight" and tight.verdict.startswith("tight on 1 x")
+    assert tight.suggestions and tight.first_suggestion in tight.verdict
+    assert estimate(config, gpus=1, gpu_memory_gb=need / 1.2).fit == "does not fit"
+    assert estimate(config, gpus=1, gpu_memory_gb=need / 0.9).fit == "fits"

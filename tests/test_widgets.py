@@ -594,7 +594,7 @@ def test_estimate_panel_follows_the_form():
     form = ConfigForm(RunConfig.preset("phi3-mini-qlora"))
     panel = EstimatePanel(form, device="A100-80GB", gpus=1, gpu_memory_gb=24)
     assert panel.estimate is not None and panel.estimate.fits
-    assert "fits on 1 x 24 GB" in panel.output.value
+    assert "fits on 1 x 24 GiB" in panel.output.value
     qlora_peak = panel.estimate.peak_gb
     form.set("method.name", "full")  # a 4-bit base cannot train in full: the form is invalid
     assert panel.estimate is None and "fix the form" in panel.output.value

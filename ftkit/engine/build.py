@@ -51,6 +51,7 @@ def build(config, world_size: int = 1, local_rank: int = 0) -> Built:
         total_steps=t.max_steps or max(1, math.ceil(len(train_rows) / per_step * t.num_epochs)),
         gradient_checkpointing=t.gradient_checkpointing,
         tokenizer=tokenizer,
+        adapter_dtype=getattr(t, "adapter_dtype", "float32"),
     )
     if t.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()

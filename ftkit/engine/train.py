@@ -55,6 +55,7 @@ def training_arguments(config, output_dir: Path, generate: bool, has_eval: bool,
     from transformers import Seq2SeqTrainingArguments, TrainingArguments
 
     from .loading import device_type
+    from .settings import training_argument_extras
 
     t = config.training
     on_gpu = device_type() == "cuda"
@@ -71,6 +72,7 @@ def training_arguments(config, output_dir: Path, generate: bool, has_eval: bool,
     extra[ckpt] = t.gradient_checkpointing
     extra[f"{ckpt}_kwargs"] = {"use_reentrant": False} if t.gradient_checkpointing else None
     eval_every = t.eval_steps if has_eval and t.eval_steps else None
+    extra.update(training_argument_extras(config, args_cls))
     return args_cls(
         output_dir=str(output_dir),
         per_device_train_batch_size=t.batch_size,

@@ -35,6 +35,8 @@ class BuildContext:
     tokenizer: Any = None
     #: set by methods that need a hook at every optimizer step (AdaLoRA)
     on_step: Optional[Callable[[Any, int], None]] = None
+    #: training.adapter_dtype: "float32" (peft upcasts adapters on a 16-bit base) or "base" (keep its dtype)
+    adapter_dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class MethodSpec:
     #: trainable parameters on a model described from its config (``ftkit.shapes.Shapes``), counted as peft
     #: counts them: ``params(shapes, options, ctx) -> int``; None when it cannot be known before training
     params: Optional[Callable[[Any, Any, BuildContext], int]] = None
+    #: what the method keeps for backward beyond its parameters (``ftkit.methods._memory.MemoryModel``);
+    #: None: LoRA's kind (its adapted layers' inputs, a rank-r intermediate, dropout masks when on)
+    memory: Optional[Any] = None
+    #: step time relative to what its FLOPs say (DoRA renormalises each adapted weight every step)
+    slowdown: float = 1.0
 
     def refuses(self, model_kind: str) -> Optional[str]:
         """The reason this method cannot train ``model_kind``, or None."""
@@ -144,6 +151,6 @@ def peft_apply(
             model = peft.prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=ctx.gradient_checkpointing
             )
-        return peft.get_peft_model(model, config)
+        return peft.get_peft_model(model, config, autocast_adapter_dtype=ctx.adapter_dtype == "float32")
 
     return apply

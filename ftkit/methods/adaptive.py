@@ -6,6 +6,7 @@ and the engine calls it.
 from __future__ import annotations
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel, low_rank
 from ..schema import field
 
 
@@ -108,5 +109,7 @@ SPECS = [
         quantized_base=False,
         peft_type="ADAMSS",
         params=_adamss_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0), notes=lambda o: [
+            "AdaMSS with ASA prunes subspaces while training; the count is the starting one"] if o.use_asa else []),
     ),
 ]

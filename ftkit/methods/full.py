@@ -5,6 +5,7 @@ import re
 from typing import Optional
 
 from ._base import HEAD_NAMES, MethodSpec, Trades
+from ._memory import MemoryModel
 from ..schema import Options, field
 
 
@@ -68,6 +69,16 @@ def _freeze_params(shapes, options, ctx) -> int:
         or (options.train_head and name.split(".")[0] in HEAD_NAMES)
     )
 
+def _freeze_trained(shapes, options) -> set:
+    """Modules whose weights train: the last N blocks', the pattern-matched ones and the head."""
+    n_blocks = shapes.num_blocks
+    keep = [f"{shapes.blocks}.{i}." for i in range(max(0, n_blocks - options.trainable_layers), n_blocks)]
+    patterns = [re.compile(p) for p in options.trainable_patterns or ()]
+    return {m.name for m in shapes.modules
+            if any(m.name.startswith(k) for k in keep) or any(p.search(m.name) for p in patterns)
+            or (options.train_head and m.name.split(".")[0] in HEAD_NAMES)}
+
+
 SPECS = [
     MethodSpec(
         name="full",
@@ -93,5 +104,6 @@ SPECS = [
         kind="full",
         quantized_base=False,
         params=_freeze_params,
+        memory=MemoryModel(trained=_freeze_trained),
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel, low_rank
 from ..schema import field
 
 
@@ -92,6 +93,8 @@ SPECS = [
                       "often closer to full fine-tuning than LoRA at low rank"),
         peft_type="LORA",
         params=_dora_params,
+        slowdown=1.3,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=2, out_factor=2)),
     ),
     MethodSpec(
         name="pissa",

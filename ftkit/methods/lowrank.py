@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel, low_rank
 from ..schema import field
 
 
@@ -179,6 +180,7 @@ SPECS = [
         quantized_base=False,
         peft_type="DELORA",
         params=_lora_sized("DELORA", lambda options, m: 1),
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=2, copies=1)),
     ),
     MethodSpec(
         name="gralora",
@@ -201,6 +203,7 @@ SPECS = [
         trades=Trades("low", "low (LoRA-sized)", "fast", "high-rank update at LoRA's parameter count"),
         peft_type="HIRA",
         params=_lora_sized("HIRA"),
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=0, weights_if_grad=1)),
     ),
     MethodSpec(
         name="miss",
@@ -212,6 +215,7 @@ SPECS = [
         trades=Trades("low", "low", "fast", "fewer parameters than LoRA at similar quality"),
         peft_type="MISS",
         params=_miss_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0)),
     ),
     MethodSpec(
         name="lily",
@@ -224,6 +228,7 @@ SPECS = [
         mergeable=False,
         peft_type="LILY",
         params=_lily_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=0, copies=1)),
     ),
     MethodSpec(
         name="peanut",
@@ -236,6 +241,7 @@ SPECS = [
         quantized_base=False,
         peft_type="PEANUT",
         params=_peanut_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, weights=1)),
     ),
     MethodSpec(
         name="deft",
@@ -248,6 +254,7 @@ SPECS = [
         quantized_base=False,
         peft_type="DEFT",
         params=_deft_params,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=4, copies=1)),
     ),
     MethodSpec(
         name="glora",
@@ -260,5 +267,6 @@ SPECS = [
         quantized_base=False,
         peft_type="GLORA",
         params=_glora_params,
+        memory=MemoryModel(per_adapter=low_rank(weights_if_grad=1)),
     ),
 ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel, low_rank
 from ..schema import field
 
 
@@ -81,6 +82,7 @@ SPECS = [
         quantized_base=False,
         peft_type="LOHA",
         params=_loha_params,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=0, weights_if_grad=1)),
     ),
     MethodSpec(
         name="lokr",
@@ -93,5 +95,6 @@ SPECS = [
         quantized_base=False,
         peft_type="LOKR",
         params=_lokr_params,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=0, weights_if_grad=1)),
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal, Optional, Union
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel, Saved, adapter_input, low_rank
 from ._shapes import linear_pattern
 from ..schema import field
 
@@ -156,6 +157,22 @@ def _osf_params(shapes, options, ctx) -> int:
         n += k * (m.d_out + m.d_in + 1)
     return with_heads(shapes, options, n)
 
+def _oft_saved(m, options, ctx, input_grad: bool = True) -> Saved:
+    """OFT rotates the input block by block: it keeps the input (for the rotation's gradient), the
+    block-diagonal rotation and the Cayley-Neumann series' products (about 3.5 of them), d_in x block each."""
+    block = _oft_block(m.d_in, options.oft_block_size)
+    return Saved(0.0, True, 3.5 * m.d_in * block * ctx.adapter_bytes)
+
+
+def _hra_weight_space(shapes, options, ctx) -> float:
+    """HRA chains r Householder reflections into an in x in matrix (each step kept for backward) and
+    multiplies the weight by it."""
+    from ..shapes import targets_of
+
+    mods = targets_of(shapes, options, "HRA")
+    return sum((options.r + 1) * m.d_in * m.d_in + m.d_in * m.d_out for m in mods) * ctx.adapter_bytes
+
+
 SPECS = [
     MethodSpec(
         name="oft",
@@ -167,6 +184,7 @@ SPECS = [
         trades=Trades("low", "low", "medium", "keeps pre-trained knowledge well; good for subject-driven generation"),
         peft_type="OFT",
         params=_oft_params,
+        memory=MemoryModel(per_adapter=_oft_saved),
     ),
     MethodSpec(
         name="boft",
@@ -178,6 +196,7 @@ SPECS = [
         trades=Trades("low", "low", "slow on CPU (pure PyTorch fallback)", "needs CUDA for its fused kernel"),
         peft_type="BOFT",
         params=_boft_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=0, copies=2, weights=1, weights_if_grad=1)),
     ),
     MethodSpec(
         name="hra",
@@ -190,6 +209,7 @@ SPECS = [
         quantized_base=False,
         peft_type="HRA",
         params=_hra_params,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=0), weight_space=_hra_weight_space),
     ),
     MethodSpec(
         name="road",
@@ -201,6 +221,7 @@ SPECS = [
         trades=Trades("low", "lowest (a few vectors per layer)", "fast", "serves many adapters in one batch"),
         peft_type="ROAD",
         params=_road_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=0, out_factor=1, copies=1)),
     ),
     MethodSpec(
         name="psoft",
@@ -213,6 +234,7 @@ SPECS = [
         quantized_base=False,
         peft_type="PSOFT",
         params=_psoft_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=2)),
     ),
     MethodSpec(
         name="osf",
@@ -226,5 +248,6 @@ SPECS = [
         quantized_base=False,
         peft_type="OSF",
         params=_osf_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=0, out_factor=1, weights_if_grad=2)),
     ),
 ]

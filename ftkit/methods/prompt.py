@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from ._base import MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel
 from ._shapes import num_layers
 from ..schema import Options, field
 
@@ -117,6 +118,18 @@ def _adaption_extra(options, model, ctx):
     return {"adapter_layers": min(options.adapter_layers, num_layers(model))}
 
 
+def _adaption_first_block(shapes, options) -> int:
+    """Backward reaches only the top ``adapter_layers`` blocks."""
+    return max(0, shapes.layers - options.adapter_layers)
+
+
+def _adaption_saved(shapes, options, ctx) -> float:
+    """Per token: each adapted layer's own attention over the adaption prompt keeps its softmax (fp32, and
+    its cast to the 16-bit compute dtype), heads x adapter_len."""
+    layers = min(options.adapter_layers, shapes.layers)
+    return layers * shapes.heads * options.adapter_len * (4 + (2 if ctx.act_bytes == 2 else 0))
+
+
 def _prompt_spec(name, title, summary, options, apply, trades, peft_type, **kw):
     kw.setdefault("model_kinds", PROMPT_KINDS)
     kw.setdefault("why_not", PROMPT_WHY_NOT)
@@ -205,6 +218,7 @@ SPECS = [
                "strong only on large models; needs a high learning rate (~1e-2)"),
         "PROMPT_TUNING",
         params=_prompt_tuning_params,
+        memory=MemoryModel(extra_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "prefix_tuning", "Prefix tuning",
@@ -214,6 +228,7 @@ SPECS = [
         "PREFIX_TUNING",
         model_kinds=ALL_KINDS, why_not={},
         params=_prefix_params,
+        memory=MemoryModel(kv_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "p_tuning", "P-tuning",
@@ -222,6 +237,7 @@ SPECS = [
         Trades("low", "low (encoder while training)", "fast", NOT_MERGEABLE),
         "P_TUNING",
         params=_p_tuning_params,
+        memory=MemoryModel(extra_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "cartridge", "Cartridges",
@@ -231,6 +247,7 @@ SPECS = [
         "CARTRIDGE",
         model_kinds=ALL_KINDS, why_not={},
         params=_cartridge_params,
+        memory=MemoryModel(kv_tokens=lambda o: o.num_virtual_tokens),
     ),
     _prompt_spec(
         "cpt", "CPT",
@@ -245,6 +262,8 @@ SPECS = [
                                                                                  "token_cls", "qa")},
         barely_learns=True,
         params=_cpt_params,
+        memory=MemoryModel(extra_tokens=lambda o: o.num_virtual_tokens,
+                           per_token=lambda shapes, o, ctx: shapes.vocab * 4)  # its own loss: a second log-softmax,
     ),
     _prompt_spec(
         "adaption_prompt", "LLaMA-Adapter",
@@ -257,5 +276,6 @@ SPECS = [
                  for k in ("seq2seq", "seq_cls", "token_cls", "qa")},
         barely_learns=True,
         params=_adaption_params,
+        memory=MemoryModel(first_block=_adaption_first_block, per_token=_adaption_saved),
     ),
 ]

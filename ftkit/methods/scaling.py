@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ._base import AdapterOptions, MethodSpec, Targets, Trades, peft_apply, targets_field
+from ._memory import MemoryModel, Saved, no_adapters, no_saves
 from ..schema import field
 
 
@@ -52,6 +53,18 @@ def _ln_extra(options, model, ctx):
     return {"target_modules": names}
 
 
+def _ia3_saved(m, options, ctx, input_grad: bool = True) -> Saved:
+    """IA3 scales a feed-forward layer's input (keeping that input) or another layer's output (keeping it)."""
+    ff = options.feedforward_modules
+    if ff is None:
+        from ..shapes import default_targets
+
+        ff = default_targets("IA3_FEEDFORWARD", ctx.model_type) or []
+    if any(m.name == f or m.name.endswith("." + f) for f in ff):
+        return Saved(m.d_in * ctx.act_bytes)
+    return Saved(m.d_out * ctx.act_bytes)
+
+
 def _ia3_params(shapes, options, ctx) -> int:
     """One vector per adapted layer: in_features for feed-forward layers (scaled on the input), else out."""
     from ..shapes import default_targets, targets_of, with_heads
@@ -77,6 +90,16 @@ def _ln_params(shapes, options, ctx) -> int:
         {m.suffix for m in shapes.norms if m.cls.endswith("Norm")})
     return with_heads(shapes, options, sum(m.numel for m in shapes.targeted(targets, ("norm",))))
 
+
+def _ln_trained(shapes, options) -> set:
+    """The norms LayerNorm tuning trains (as ``_ln_params`` finds them) and the head."""
+    from ..shapes import default_targets
+
+    targets = options.target_modules or default_targets("LNTUNING", shapes.model_type) or sorted(
+        {m.suffix for m in shapes.norms if m.cls.endswith("Norm")})
+    return {m.name for m in shapes.targeted(targets, ("norm",))} | {m.name for m in shapes.head_modules()}
+
+
 SPECS = [
     MethodSpec(
         name="ia3",
@@ -91,6 +114,7 @@ SPECS = [
         barely_learns=True,
         peft_type="IA3",
         params=_ia3_params,
+        memory=MemoryModel(per_adapter=_ia3_saved),
     ),
     MethodSpec(
         name="beft",
@@ -104,6 +128,7 @@ SPECS = [
         mergeable=False,
         peft_type="BEFT",
         params=_beft_params,
+        memory=MemoryModel(per_adapter=no_saves),
     ),
     MethodSpec(
         name="ln_tuning",
@@ -115,5 +140,6 @@ SPECS = [
         trades=Trades("low", "lowest (norm weights only)", "fast", "a strong baseline for its size"),
         peft_type="LN_TUNING",
         params=_ln_params,
+        memory=MemoryModel(trained=_ln_trained, adapted=no_adapters),
     ),
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel, low_rank
 from ._shapes import divisor_up_to, linear_gcd
 from ..schema import field
 
@@ -163,6 +164,7 @@ SPECS = [
         trades=Trades("low", "lowest (~10x fewer than LoRA)", "fast", SHARED_TRADES_NOTE),
         peft_type="VERA",
         params=_vera_params(),
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, copies=1)),
     ),
     MethodSpec(
         name="pvera",
@@ -175,6 +177,7 @@ SPECS = [
         barely_learns=True,
         peft_type="PVERA",
         params=_vera_params(2),
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=4)),
     ),
     MethodSpec(
         name="vblora",
@@ -186,6 +189,7 @@ SPECS = [
         trades=Trades("low", "lowest (bank + logits)", "medium", "tiny checkpoints; vector_length must divide widths"),
         peft_type="VBLORA",
         params=_vblora_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, copies=1)),
     ),
     MethodSpec(
         name="randlora",
@@ -197,6 +201,7 @@ SPECS = [
         trades=Trades("medium", "low", "medium", "full-rank update at LoRA-like parameter counts"),
         peft_type="RANDLORA",
         params=_randlora_params,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=0, weights_if_grad=1)),
     ),
     MethodSpec(
         name="unilora",
@@ -224,6 +229,7 @@ SPECS = [
         barely_learns=True,
         peft_type="TINYLORA",
         params=_tinylora_params,
+        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=2)),
     ),
     MethodSpec(
         name="frod",
@@ -236,5 +242,6 @@ SPECS = [
         quantized_base=False,
         peft_type="FROD",
         params=_frod_params,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=0, copies=1)),
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ._base import AdapterOptions, MethodSpec, Targets, Trades, peft_apply
+from ._memory import MemoryModel, low_rank, no_adapters
 from ..schema import Options, field
 
 
@@ -46,6 +47,14 @@ def _token_extra(options, model, ctx):
     return {"token_indices": ids}
 
 
+def _embedding_trained(shapes, options) -> set:
+    """Trainable tokens: the embedding's output needs a gradient (its rows train), nothing else's weights."""
+    from ..shapes import targets_of
+
+    mods = targets_of(shapes, options, None, kinds=("embedding",)) if options.target_modules else shapes.embeddings[:1]
+    return {m.name for m in mods}
+
+
 def _shira_params(shapes, options, ctx) -> int:
     from ..shapes import per_module
 
@@ -81,6 +90,7 @@ SPECS = [
         trades=Trades("medium", "low (LoRA-sized)", "fast", "switches adapters quickly; little concept loss"),
         peft_type="SHIRA",
         params=_shira_params,
+        memory=MemoryModel(per_adapter=low_rank(rank_factor=4, out_factor=2, copies=2, weights=1)),
     ),
     MethodSpec(
         name="supertuning",
@@ -93,6 +103,7 @@ SPECS = [
         quantized_base=False,
         peft_type="SUPERTUNING",
         params=_supertuning_params,
+        memory=MemoryModel(per_adapter=low_rank(rank=lambda o: o.r or 0, weights_if_grad=1)),
     ),
     MethodSpec(
         name="trainable_tokens",
@@ -107,5 +118,6 @@ SPECS = [
                  "modules_to_save, which this method has not)" for k in ("token_cls", "qa")},
         peft_type="TRAINABLE_TOKENS",
         params=_tokens_params,
+        memory=MemoryModel(trained=_embedding_trained, adapted=no_adapters, saves_head=False),
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
+from ._memory import MemoryModel, Saved
 from ._shapes import divisor_up_to, linear_gcd
 from ..schema import field
 
@@ -42,6 +43,18 @@ def _c3a_extra(options, model, ctx):
     return {"block_size": divisor_up_to(linear_gcd(model), 1024)}
 
 
+def _spectral_saved(if_grad: float, always: float, indices: int, out: float = 0.0):
+    """A dense update rebuilt from coefficients each step: the layer's input, ``if_grad`` weight-sized
+    matrices when the input needs a gradient (the update, kept by the matmul), ``always`` more (the inverse
+    transform's intermediates), the coefficients' int64 indices and ``out`` output-sized tensors."""
+
+    def saved(m, options, ctx, input_grad: bool = True) -> Saved:
+        w = (always + (if_grad if input_grad else 0.0)) * m.d_in * m.d_out * ctx.adapter_bytes
+        return Saved(out * m.d_out * ctx.adapter_bytes, True, w + indices * 8 * options.n_frequency)
+
+    return saved
+
+
 def _n_frequency_params(mapping: str):
     def params(shapes, options, ctx) -> int:
         from ..shapes import per_module
@@ -69,6 +82,7 @@ SPECS = [
         trades=Trades("low", "lowest (n_frequency per layer)", "medium", "far fewer parameters than LoRA"),
         peft_type="FOURIERFT",
         params=_n_frequency_params("FOURIERFT"),
+        memory=MemoryModel(per_adapter=_spectral_saved(1, 0, 2)),
     ),
     MethodSpec(
         name="waveft",
@@ -80,6 +94,7 @@ SPECS = [
         trades=Trades("low", "lowest", "medium", "fine control of the parameter count"),
         peft_type="WAVEFT",
         params=_n_frequency_params("WAVEFT"),
+        memory=MemoryModel(per_adapter=_spectral_saved(3, 2, 0, out=1)),
     ),
     MethodSpec(
         name="c3a",

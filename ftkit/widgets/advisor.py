@@ -28,11 +28,11 @@ def advice_html(advice) -> str:
     for option in advice.rejected:
         rows.append(f"<tr style='color:#999'><td>-</td><td>{esc(option.label)}</td><td>does not fit</td>"
                     f"<td>{option.estimate.peak_gb:.1f}</td><td></td><td></td><td></td></tr>")
-    head = ("<tr><th>#</th><th>configuration</th><th>needs</th><th>GB/GPU</th><th>trainable</th>"
+    head = ("<tr><th>#</th><th>configuration</th><th>needs</th><th>GiB/GPU</th><th>trainable</th>"
             "<th>s/step</th><th>expected quality</th></tr>")
     flagged = "".join(f"<li>{esc(c.line())}</li>" for c in advice.checks if not c.holds)
     return (f"<b>{esc(advice.task)}</b> with <b>{esc(advice.model)}</b> on {advice.gpus} x "
-            f"{advice.gpu_memory_gb:g} GB<table>{head}{''.join(rows)}</table>"
+            f"{advice.gpu_memory_gb:g} GiB<table>{head}{''.join(rows)}</table>"
             + (f"<p>Table claims that do not hold by these numbers:</p><ul>{flagged}</ul>" if flagged else ""))
 
 
@@ -49,7 +49,7 @@ class AdvisorWidget:
         self.task = w.Dropdown(options=[t.name for t in tasks], value=task, description="task")
         self.model = w.Combobox(options=models, value=model, description="model", ensure_option=False)
         self.gpus = w.BoundedIntText(value=gpus, min=1, max=1024, description="GPUs")
-        self.memory = w.BoundedFloatText(value=gpu_memory_gb, min=1, max=1024, description="GB per GPU")
+        self.memory = w.BoundedFloatText(value=gpu_memory_gb, min=1, max=1024, description="GiB per GPU")
         self.button = w.Button(description="Advise", button_style="primary")
         self.output = w.HTML()
         self.button.on_click(lambda _: self.refresh())

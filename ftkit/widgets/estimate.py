@@ -23,7 +23,7 @@ class EstimatePanel(widgets.VBox):
         small = {"style": {"description_width": "initial"}, "layout": widgets.Layout(width="190px")}
         self.device = widgets.Dropdown(options=list(DEVICES), value=device, description="device", **small)
         self.gpus = widgets.IntText(value=gpus or 0, description="GPUs (0: from config)", **small)
-        self.memory = widgets.FloatText(value=gpu_memory_gb or 0, description="GB each (0: device's)", **small)
+        self.memory = widgets.FloatText(value=gpu_memory_gb or 0, description="GiB each (0: device's)", **small)
         for w in (self.device, self.gpus, self.memory):
             w.observe(lambda _: self.refresh(), "value")
         self.output = widgets.HTML()
@@ -45,8 +45,9 @@ class EstimatePanel(widgets.VBox):
             self.output.value = f"<i>no estimate: {html.escape(str(exc).splitlines()[-1])}</i>"
             return
         e = self.estimate
-        color = "#2e7d32" if e.fits else "#c62828"
-        parts = [f"<b>estimate</b>: peak {e.peak_gb:.2f} GB per device, {e.trainable_params:,} trainable "
+        color = {"fits": "#2e7d32", "tight": "#ef6c00"}.get(e.fit, "#c62828")
+        parts = [f"<b>estimate</b>: peak {e.peak_gb:.2f} GiB per device ({e.peak_phase}), "
+                 f"{e.trainable_params:,} trainable "
                  f"({100 * e.trainable_share:.3f} %), ~{e.seconds_per_step:.2g} s per step on {html.escape(e.device)}",
                  f"<span style='color:{color}'>{html.escape(e.verdict)}</span>"]
         self.output.value = "<br>".join(parts)

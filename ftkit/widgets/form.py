@@ -23,7 +23,8 @@ from ..tasks import tasks
 from ._fields import FieldSpec, FieldWidget, describe, flow_yaml, is_section
 
 SECTIONS = [("", "Run"), ("model", "Model"), ("data", "Data"), ("task", "Task"), ("method", "Method"),
-            ("quantization", "Quantization"), ("distributed", "Distributed"), ("training", "Training")]
+            ("quantization", "Quantization"), ("distributed", "Distributed"), ("training", "Training"),
+            ("whatif", "What-if (estimate only)")]
 REGISTRIES = {"method": methods, "task": tasks}
 _MISSING = object()
 

@@ -1,0 +1,24 @@
+"""The memory and speed settings of ``training`` as the libraries take them.
+
+``training_argument_extras`` maps them onto ``TrainingArguments`` (only the fields the installed
+Transformers has): ``torch_compile``, ``use_liger_kernel`` for ``fused_cross_entropy``. The adapter
+dtype goes to peft through the method's ``BuildContext`` (``get_peft_model(autocast_adapter_dtype=...)``).
+``whatif.*`` settings never reach the run.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+
+def training_argument_extras(config, args_cls) -> dict:
+    t = config.training
+    out = {}
+    if getattr(t, "torch_compile", False):
+        out["torch_compile"] = True
+    if getattr(t, "fused_cross_entropy", False):
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise RuntimeError("training.fused_cross_entropy needs the liger-kernel package "
+                               "(pip install liger-kernel); turn it off or install it")
+        out["use_liger_kernel"] = True
+    fields = getattr(args_cls, "__dataclass_fields__", {})
+    return {k: v for k, v in out.items() if k in fields}
