@@ -91,6 +91,7 @@ SPECS = [
         barely_learns=True,
         peft_type="IA3",
         params=_ia3_params,
+        defaults={"training.learning_rate": 1e-2},
     ),
     MethodSpec(
         name="beft",

@@ -20,12 +20,14 @@ ROLES = ("system", "user", "assistant", "tool")
 
 class ChatOptions(GenerationOptions):
     system_prompt: Optional[str] = field(
-        None, "System message put in front of every conversation that has none (and of the sample prompts)."
+        None, "System message put in front of every conversation that has none (and of the sample prompts).",
+        builtin_data=True,
     )
     sample_prompts: list[str] = field(
         factory=lambda: ["What is the capital of Corra?", "When is the festival on Ysmere?",
                          "What does Thale export?"],
-        help="User messages answered at each evaluation.",
+        help="User messages answered at each evaluation (empty with your own data unless you set them).",
+        builtin_data=True,
     )
 
 

@@ -16,6 +16,7 @@ class DomainOptions(GenerationOptions):
     sample_prompts: list[str] = field(
         factory=lambda: ["Species: Emberleaf.", "Care note for Saltbell:", "Field observation:"],
         help="Prompts generated from at each evaluation (the start of a text in your domain).",
+        builtin_data=True,
     )
 
 
