@@ -166,17 +166,26 @@ class ModelSection(Section):
 class DataSection(Section):
     source: str = field(
         "builtin",
-        "'builtin' (the task's own small dataset), a .jsonl/.json/.csv file, or a folder saved with "
-        "datasets' save_to_disk.",
+        "'builtin' (the task's own small dataset), a .jsonl/.json/.csv/.tsv/.parquet file, a CoNLL file "
+        "(.conll, or .txt for ner), or a folder saved with datasets' save_to_disk.",
         min_length=1,
     )
     eval_source: Optional[str] = field(None, "Separate evaluation file or folder; empty: split from source.")
     eval_fraction: float = field(0.1, "Share of source held out for evaluation when eval_source is empty.", gt=0, lt=0.9)
     columns: dict[str, str] = field(
-        factory=dict, help="Map the task's column names to yours, e.g. {text: review, label: stars}."
+        factory=dict, help="Map the task's column names to yours, e.g. {text: review, label: stars}; in a CoNLL "
+        "file, column numbers from 1, e.g. {tags: 4} (default: the first word column, the last tag column)."
     )
     max_train_samples: Optional[int] = field(None, "Use at most this many training rows.", ge=1)
     max_eval_samples: Optional[int] = field(None, "Use at most this many evaluation rows.", ge=1)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _column_numbers(cls, value: Any) -> Any:
+        """CoNLL columns are chosen by number (``tags: 4``): numbers are taken as their text."""
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in value.items()}
+        return value
 
 
 class QuantizationSection(Section):

@@ -284,10 +284,13 @@ def test_user_qa_file_with_an_answer_missing_from_its_context(tmp_path):
 
 @pytest.mark.parametrize("name", tasks.names())
 def test_preview_shows_rows_and_token_lengths(name):
-    config = RunConfig().update({"task.name": name, "training.max_seq_length": 16})
+    config = RunConfig().update({"task.name": name, "training.max_seq_length": 8})
     out = preview(config, rows=3)
     assert len(out["rows"]) == 3 and set(out["rows"][0]) == set(config.task_spec.columns)
     stats = out["token_lengths"]
     assert 0 < stats["min"] <= stats["median"] <= stats["p95"] <= stats["max"]
-    assert stats["truncated"] == sum(n > 16 for n in out["lengths"]) > 0
+    assert stats["truncated"] == sum(n > 8 for n in out["lengths"]) > 0
+    report = out["length_report"]  # what the run will say before training
+    assert report["truncated"] + report["dropped"] == stats["truncated"]
+    assert report["suggested_max_seq_length"] >= stats["p95"] and report["suggested_max_seq_length"] % 8 == 0
     assert out["num_train"] + out["num_eval"] == len(config.task_spec.builtin())

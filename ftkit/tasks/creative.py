@@ -7,7 +7,7 @@ check that the model does not repeat itself.
 from __future__ import annotations
 
 from ._base import TaskContext, TaskData, TaskSpec
-from ._causal import GenerationOptions, distinct_n, plain_text_data
+from ._causal import GenerationOptions, distinct_n, plain_text_data, text_measure
 from ._text import generate, pick
 from ..schema import field
 
@@ -90,6 +90,7 @@ SPECS = [
         options=CreativeOptions,
         builtin=builtin,
         prepare=prepare,
+        measure=text_measure,
         scenario="music, art and other creative generation",
     )
 ]

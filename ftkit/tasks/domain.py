@@ -7,7 +7,7 @@ state the same facts about the same plants, so a model can learn them.
 from __future__ import annotations
 
 from ._base import TaskContext, TaskData, TaskSpec
-from ._causal import GenerationOptions, plain_text_data
+from ._causal import GenerationOptions, plain_text_data, text_measure
 from ._text import generate, pick
 from ..schema import field
 
@@ -109,6 +109,7 @@ SPECS = [
         options=DomainOptions,
         builtin=builtin,
         prepare=prepare,
+        measure=text_measure,
         scenario="adapt a pre-trained LLM to a task or domain",
     )
 ]
