@@ -449,8 +449,10 @@ def length_report(config, tokenizer, rows: list[dict], what: str = "training") -
     if not cut and not dropped:
         parts.append(f"all fit in max_seq_length {limit} tokens")
     message = ", ".join(parts)
-    if cut or dropped:
+    if (cut or dropped) and suggested > limit:
         message += f"; max_seq_length {suggested} would keep {int(KEEP_WHOLE * 100)} % of them whole"
+    elif cut or dropped:
+        message += f" ({int(KEEP_WHOLE * 100)} % fit whole)"
     return {
         "rows": n, "max_seq_length": limit, "truncated": cut, "dropped": dropped,
         "longest": max(lengths) if lengths else 0, "suggested_max_seq_length": suggested,

@@ -233,3 +233,30 @@ def test_preset_options_for_builtin_data_are_reset_on_user_data(chats, capsys):
     assert kept.task.chat.system_prompt == "Be brief." and kept.origin("task.chat.system_prompt") == "user"
     assert main(["config", "--preset", "chat-demo", "--set", f"data.source={chats}"]) == 0
     assert "system_prompt: null  # reset: the preset's value fits only the built-in data" in capsys.readouterr().out
+
+
+def test_the_form_follows_the_method_and_shows_the_suggested_length(chats):
+    from ftkit.widgets.form import ConfigForm
+
+    form = ConfigForm(preset="demo")
+    assert form.config.training.learning_rate == 0.002  # the preset's, for its LoRA
+    form.set("method.name", "full")
+    assert form.config.training.learning_rate == 2e-5 and form.get("training.learning_rate") == 2e-5
+    assert form.fields["training.learning_rate"].input.value == 2e-5  # shown, not only used
+    form.set("training.learning_rate", 1e-4)
+    form.set("method.name", "lora")
+    assert form.config.training.learning_rate == 1e-4  # the user's own value stays
+    form.set("method.dora.r", 4)  # options of a method not chosen: kept aside, not an error
+    assert form.valid
+
+    chat = ConfigForm(preset="chat-demo")
+    chat.set("data.source", chats)
+    assert chat.config.task.chat.system_prompt is None
+    assert "task.chat.system_prompt: cleared" in chat.message.value
+
+    report = {"rows": 54, "max_seq_length": 64, "truncated": 29, "dropped": 11, "suggested_max_seq_length": 424,
+              "warn": True}
+    chat.show_length(report)
+    assert "suggested: 424" in chat.length_hint.value and "11 dropped" in chat.length_hint.value
+    chat.use_length.click()
+    assert chat.config.training.max_seq_length == 424
