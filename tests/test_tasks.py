@@ -274,6 +274,11 @@ def test_user_qa_file_with_an_answer_missing_from_its_context(tmp_path):
         "data.columns": {"question": "q", "context": "passage", "answer": "a"},
         "training.max_steps": 2, "training.eval_steps": 0,
     })
+    from ftkit.preflight import preflight
+
+    with pytest.raises(ConfigError) as err:  # refused before a run folder exists, at the file's own line
+        preflight(config)
+    assert "qa.jsonl line 2: answer '1902' does not occur in its context" in str(err.value)
     _, summary = run(config)
     assert summary["status"] == "failed"
     assert "data.columns.answer" in summary["reason"] and "'1902'" in summary["reason"]
