@@ -565,6 +565,13 @@ class RunConfig(Section):
                 node = node[key]
             node[keys[-1]] = value
         kept = {p: o for p, o in self._origins.items() if o in ("user", "preset")}
+        # a value changed without a trace (built directly, or assigned): the user's, so it is kept
+        plain = RunConfig.from_dict({s: {"name": getattr(self, s).name} for s in ("method", "task")}
+                                    | {"data": {"source": self.data.source}})
+        usual = _leaves(plain.to_dict())
+        for path, value in _leaves(self.to_dict()).items():
+            if path not in self._origins and not _is_set(self._origins, path) and usual.get(path, object()) != value:
+                kept[path] = "user"
         for section in ("method", "task"):
             old, new = getattr(self, section).name, changes.get(f"{section}.name", getattr(self, section).name)
             if new != old:  # the old entry's options go with it

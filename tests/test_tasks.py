@@ -83,7 +83,7 @@ def check_qa():
     assert answer_span({"context": context, "answer": {"text": ["Port"], "answer_start": [17]}}, 0) == ("Port", 17)
     with pytest.raises(ConfigError) as err:
         answer_span({"context": context, "answer": "Lowmere"}, 7)
-    assert err.value.problems[0][0] == "data.columns.answer" and "row 7" in err.value.problems[0][1]
+    assert err.value.problems[0][0] == "data.columns.answer" and "row 8" in err.value.problems[0][1]
 
 
 def check_perplexity():
