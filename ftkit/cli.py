@@ -172,7 +172,11 @@ def cmd_train(args) -> int:
 
 def cmd_config(args) -> int:
     config = load_config(args)
-    print(config.to_json() if args.json else config.to_yaml(), end="")
+    if args.json:
+        text = config.to_json()
+    else:
+        text = config.to_yaml() if args.plain else config.annotated_yaml()
+    print(text, end="")
     return 0
 
 
@@ -369,9 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("config", help="print the validated config (YAML) that train would run")
+    p = sub.add_parser("config", help="print the validated config (YAML) that train would run, each value "
+                                      "marked with where it came from")
     _add_config_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    p.add_argument("--plain", action="store_true",
+                   help="YAML without the comment after each value saying where it came from "
+                        "(default, method, preset, user, reset)")
     p.set_defaults(func=cmd_config, runs_dir=None)
 
     p = sub.add_parser("plan", help="what a config would train, from the model's config.json alone (no weights)")

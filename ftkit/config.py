@@ -6,13 +6,14 @@ sections (``method.<name>``, ``task.<name>``) from their registries.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from .errors import ConfigError, from_validation
 from .methods import methods
@@ -21,6 +22,117 @@ from .schema import Section, field
 from .tasks import tasks
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+
+#: Where a value came from, weakest first: the field's own default, the method's usual value (its
+#: learning rate...), a preset, the user. "reset": a task option that fits only the built-in data,
+#: cleared because the run reads the user's own data.
+ORIGINS = ("default", "method", "preset", "user", "reset")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key written twice in one mapping is an error, not a silent overwrite."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError([(str(key), f"appears twice in one section (lines {seen[key]} and {line}); the "
+                                          "second would silently replace the first: keep one")])
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted path -> value for every leaf of nested mappings."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _put(data: dict, path: str, value: Any) -> None:
+    node = data
+    *parents, last = path.split(".")
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[last] = value
+
+
+def _is_set(origins: dict[str, str], path: str) -> bool:
+    """Whether ``path`` (or a section holding it, or a value under it) was given explicitly."""
+    return any(p == path or path.startswith(p + ".") or p.startswith(path + ".") for p in origins)
+
+
+def _name_in(data: dict, section: str, default: str) -> Any:
+    node = data.get(section)
+    return node.get("name", default) if isinstance(node, dict) else default
+
+
+def _unselected(data: dict) -> list[tuple[str, str]]:
+    """Options written for a method (or task) that is not the chosen one: they would be ignored."""
+    problems = []
+    for section, registry, default in (("method", methods, "lora"), ("task", tasks, "classification")):
+        node = data.get(section)
+        name = _name_in(data, section, default)
+        if not isinstance(node, dict) or not isinstance(name, str) or name not in registry:
+            continue
+        for key, value in node.items():
+            if key == "name" or key == name or key not in registry:
+                continue
+            defaults = registry.get(key).options().model_dump(mode="json")
+            if isinstance(value, dict) and all(defaults.get(k, object()) == v for k, v in value.items()):
+                continue  # a full dump (every entry at its defaults) says nothing about this run
+            problems.append((f"{section}.{key}", f"options for {key}, but {section}.name is {name!r}: they would be "
+                                                 f"ignored. Move them under {section}.{name}, or set "
+                                                 f"{section}.name: {key}"))
+    return problems
+
+
+def method_dependent() -> set[str]:
+    """Config paths whose usual value depends on the method (every spec's training defaults)."""
+    return {path for spec in methods for path in spec.training_defaults}
+
+
+def builtin_only(task_name: str) -> dict[str, Any]:
+    """Paths of a task's options that fit only its built-in data -> the value they take with the user's data."""
+    if task_name not in tasks:
+        return {}
+    out = {}
+    for fname, info in tasks.get(task_name).options.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("builtin_data"):
+            default = info.get_default(call_default_factory=True)
+            out[f"task.{task_name}.{fname}"] = [] if isinstance(default, list) else None
+    return out
+
+
+def _apply_layers(data: dict, origins: dict[str, str]) -> None:
+    """Fill what nobody set with the method's usual values; clear built-in-data options on user data."""
+    name = _name_in(data, "method", "lora")
+    if isinstance(name, str) and name in methods and all(isinstance(data.get(k, {}), dict) for k in ("training",)):
+        for path, value in methods.get(name).training_defaults.items():
+            if not _is_set(origins, path):
+                _put(data, path, value)
+                origins[path] = "method"
+    source = data.get("data", {}).get("source", "builtin") if isinstance(data.get("data", {}), dict) else "builtin"
+    task = _name_in(data, "task", "classification")
+    if source != "builtin" and isinstance(task, str) and isinstance(data.get("task", {}), dict):
+        for path, neutral in builtin_only(task).items():
+            if origins.get(path) != "user":
+                _put(data, path, neutral)
+                origins[path] = "reset"
 
 
 def _none_or_int(value: Any) -> Any:
@@ -54,17 +166,26 @@ class ModelSection(Section):
 class DataSection(Section):
     source: str = field(
         "builtin",
-        "'builtin' (the task's own small dataset), a .jsonl/.json/.csv file, or a folder saved with "
-        "datasets' save_to_disk.",
+        "'builtin' (the task's own small dataset), a .jsonl/.json/.csv/.tsv/.parquet file, a CoNLL file "
+        "(.conll, or .txt for ner), or a folder saved with datasets' save_to_disk.",
         min_length=1,
     )
     eval_source: Optional[str] = field(None, "Separate evaluation file or folder; empty: split from source.")
     eval_fraction: float = field(0.1, "Share of source held out for evaluation when eval_source is empty.", gt=0, lt=0.9)
     columns: dict[str, str] = field(
-        factory=dict, help="Map the task's column names to yours, e.g. {text: review, label: stars}."
+        factory=dict, help="Map the task's column names to yours, e.g. {text: review, label: stars}; in a CoNLL "
+        "file, column numbers from 1, e.g. {tags: 4} (default: the first word column, the last tag column)."
     )
     max_train_samples: Optional[int] = field(None, "Use at most this many training rows.", ge=1)
     max_eval_samples: Optional[int] = field(None, "Use at most this many evaluation rows.", ge=1)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _column_numbers(cls, value: Any) -> Any:
+        """CoNLL columns are chosen by number (``tags: 4``): numbers are taken as their text."""
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in value.items()}
+        return value
 
 
 class QuantizationSection(Section):
@@ -199,7 +320,14 @@ TaskSection = _choice_section("task", tasks, "classification", "What the model l
 
 
 class RunConfig(Section):
-    """Everything one fine-tuning run needs, validated before anything runs."""
+    """Everything one fine-tuning run needs, validated before anything runs.
+
+    Each value knows where it came from (``origin(path)``): its field's default, the method's usual
+    value, a preset or the user. Values nobody set follow the method: switching ``method.name`` from
+    lora to full moves an unset learning rate from LoRA's 2e-4 to full fine-tuning's 2e-5.
+    """
+
+    _origins: dict = PrivateAttr(default_factory=dict)
 
     name: Optional[str] = field(None, "A label for the run; it prefixes the run id.", max_length=64)
     runs_dir: Optional[str] = field(None, "Where runs are stored; empty: $FTKIT_RUNS_DIR or ./runs.")
@@ -254,6 +382,15 @@ class RunConfig(Section):
         return "thread"
 
     # ---- rules across fields -----------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layers(cls, data: Any) -> Any:
+        """``RunConfig(method={"name": "full"})`` follows the method too (from_dict has done this already)."""
+        if isinstance(data, dict) and not isinstance(data.get("training"), Section):
+            data = copy.deepcopy(data)
+            _apply_layers(data, {path: "user" for path in _leaves(data)})
+        return data
 
     @model_validator(mode="after")
     def _cross_field(self) -> "RunConfig":
@@ -335,13 +472,58 @@ class RunConfig(Section):
     # ---- construction and serialisation ------------------------------------
 
     @classmethod
-    def from_dict(cls, data: Any, source: Optional[str] = None) -> "RunConfig":
+    def from_dict(cls, data: Any, source: Optional[str] = None, origin: str = "user",
+                  origins: Optional[dict[str, str]] = None) -> "RunConfig":
+        """Validate ``data``; every value in it counts as set by ``origin`` (or as ``origins`` says per path)."""
         if not isinstance(data, dict):
             raise ConfigError([("", f"a config is a mapping of sections, got {type(data).__name__}")], source)
+        data = copy.deepcopy(data)
+        problems = _unselected(data)
+        if problems:
+            raise ConfigError(problems, source)
+        origins = dict(origins) if origins is not None else {path: origin for path in _leaves(data)}
+        _apply_layers(data, origins)
         try:
-            return cls.model_validate(data)
+            config = cls.model_validate(data)
         except ValidationError as exc:
             raise from_validation(exc, cls, source) from None
+        config._origins = origins
+        return config
+
+    def __eq__(self, other: Any) -> bool:  # the values, whatever their origins
+        return isinstance(other, RunConfig) and self.model_dump() == other.model_dump()
+
+    def origin(self, path: str) -> str:
+        """Where the value at ``path`` came from: one of ``ORIGINS``."""
+        for p in (path, *(path.rsplit(".", k)[0] for k in range(1, path.count(".") + 1))):
+            if p in self._origins:
+                return self._origins[p]
+        if not self._origins and path in self.method_spec.training_defaults:
+            return "method"  # built directly, RunConfig(...): the method's value was filled in
+        return "default"
+
+    def origins(self) -> dict[str, str]:
+        """Dotted path -> origin for every value ``to_dict`` holds."""
+        return {path: self.origin(path) for path in _leaves(self.to_dict())}
+
+    def annotated_yaml(self) -> str:
+        """The config as YAML with each value's origin as a comment (``# method``, ``# preset``...)."""
+        lines: list[str] = []
+
+        def walk(node: dict, prefix: str, indent: int) -> None:
+            for key, value in node.items():
+                path = f"{prefix}{key}"
+                if isinstance(value, dict) and value:
+                    lines.append(" " * indent + f"{key}:")
+                    walk(value, path + ".", indent + 2)
+                    continue
+                text = yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
+                origin = self.origin(path)
+                note = {"reset": "reset: the preset's value fits only the built-in data"}.get(origin, origin)
+                lines.append(" " * indent + f"{key}: {text}  # {note}")
+
+        walk(self.to_dict(), "", 0)
+        return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
         """Plain data; method and task keep only the chosen entry's options."""
@@ -352,13 +534,19 @@ class RunConfig(Section):
         return data
 
     @classmethod
-    def from_yaml(cls, path: Union[str, os.PathLike]) -> "RunConfig":
+    def from_yaml(cls, path: Union[str, os.PathLike], origin: str = "user") -> "RunConfig":
         text = _read(path)
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader)
         except yaml.YAMLError as exc:
             raise ConfigError([("", f"not valid YAML: {exc}")], str(path)) from None
-        return cls.from_dict(data, str(path))
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, str(path)) from None
+        if data is None:
+            raise ConfigError([("", "the config file is empty (or holds only comments); write the sections to "
+                                    "change, e.g. `task: {name: classification}`, or start from a preset with "
+                                    "--preset demo")], str(path))
+        return cls.from_dict(data, str(path), origin=origin)
 
     def to_yaml(self, path: Union[str, os.PathLike, None] = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -385,7 +573,11 @@ class RunConfig(Section):
         return self.update({path: value})
 
     def update(self, changes: dict[str, Any]) -> "RunConfig":
-        """A new, validated config with several dotted paths set at once."""
+        """A new, validated config with several dotted paths set at once (they count as the user's).
+
+        Values nobody set are worked out again: a new method brings its own usual learning rate,
+        unless the user set one; a preset's method-dependent values go with the preset's method.
+        """
         data = self.model_dump(mode="json")
         for path, value in changes.items():
             node, keys = data, path.split(".")
@@ -396,7 +588,31 @@ class RunConfig(Section):
                     raise ConfigError([(path, f"{key!r} is a value, not a section")])
                 node = node[key]
             node[keys[-1]] = value
-        return RunConfig.from_dict(data)
+        kept = {p: o for p, o in self._origins.items() if o in ("user", "preset")}
+        # a value changed without a trace (built directly, or assigned): the user's, so it is kept
+        plain = RunConfig.from_dict({s: {"name": getattr(self, s).name} for s in ("method", "task")}
+                                    | {"data": {"source": self.data.source}})
+        usual = _leaves(plain.to_dict())
+        for path, value in _leaves(self.to_dict()).items():
+            if path not in self._origins and not _is_set(self._origins, path) and usual.get(path, object()) != value:
+                kept[path] = "user"
+        for section in ("method", "task"):
+            old, new = getattr(self, section).name, changes.get(f"{section}.name", getattr(self, section).name)
+            if new != old:  # the old entry's options go with it
+                kept = {p: o for p, o in kept.items() if not p.startswith(f"{section}.{old}.") and p != f"{section}.{old}"}
+                if section == "method":
+                    dependent = method_dependent()
+                    kept = {p: o for p, o in kept.items() if not (o == "preset" and p in dependent)}
+        for path in changes:
+            kept = {p: o for p, o in kept.items() if not (p == path or p.startswith(path + "."))}
+        values: dict = {}
+        for path in kept:
+            value = self.get(path)
+            _put(values, path, value.model_dump(mode="json") if isinstance(value, Section) else copy.deepcopy(value))
+        for path, value in changes.items():
+            _put(values, path, value)
+            kept[path] = "user"
+        return RunConfig.from_dict(values, origins=kept)
 
     def get(self, path: str) -> Any:
         node: Any = self
@@ -410,7 +626,7 @@ class RunConfig(Section):
         if not path.is_file():
             known = ", ".join(list_presets())
             raise ConfigError([("preset", f"unknown preset {name!r}; known: {known}")])
-        return cls.from_yaml(path)
+        return cls.from_yaml(path, origin="preset")
 
 
 def list_presets() -> dict[str, str]:

@@ -161,11 +161,17 @@ def test_subprocess_run_relays_events_and_records_the_worker():
 def test_a_failing_worker_ends_failed_with_the_reason(tmp_path):
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps({"text": f"row {i}", "label": "a" if i % 2 else "b"}) + "\n" for i in range(20)))
-    config = tiny(**{"distributed.launcher": "python", "data.source": str(data),
-                     "task.classification.labels": ["a"]})
+    refused = tiny(**{"distributed.launcher": "python", "data.source": str(data),
+                      "task.classification.labels": ["a"]})
+    with pytest.raises(ConfigError, match="task.classification.labels: rows.jsonl line 1: label 'b'"):
+        Controller().start(refused)  # a label the data has and the config lacks: refused before any folder
+    model = tmp_path / "weightless"  # passes every check up front, fails only when the worker loads it
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    config = tiny(**{"distributed.launcher": "python", "data.source": str(data), "model.name_or_path": str(model)})
     run = Controller().start(config)
     assert run.wait(240) == "failed"
-    assert "labels" in run.summary["reason"] and run.events[-1]["type"] == "ended"
+    assert "model.name_or_path" in run.summary["reason"] and run.events[-1]["type"] == "ended"
 
 
 def test_sigkill_mid_run_fails_with_the_reason_and_keeps_the_events():

@@ -83,7 +83,7 @@ def check_qa():
     assert answer_span({"context": context, "answer": {"text": ["Port"], "answer_start": [17]}}, 0) == ("Port", 17)
     with pytest.raises(ConfigError) as err:
         answer_span({"context": context, "answer": "Lowmere"}, 7)
-    assert err.value.problems[0][0] == "data.columns.answer" and "row 7" in err.value.problems[0][1]
+    assert err.value.problems[0][0] == "data.columns.answer" and "row 8" in err.value.problems[0][1]
 
 
 def check_perplexity():
@@ -274,6 +274,11 @@ def test_user_qa_file_with_an_answer_missing_from_its_context(tmp_path):
         "data.columns": {"question": "q", "context": "passage", "answer": "a"},
         "training.max_steps": 2, "training.eval_steps": 0,
     })
+    from ftkit.preflight import preflight
+
+    with pytest.raises(ConfigError) as err:  # refused before a run folder exists, at the file's own line
+        preflight(config)
+    assert "qa.jsonl line 2: answer '1902' does not occur in its context" in str(err.value)
     _, summary = run(config)
     assert summary["status"] == "failed"
     assert "data.columns.answer" in summary["reason"] and "'1902'" in summary["reason"]
@@ -284,10 +289,13 @@ def test_user_qa_file_with_an_answer_missing_from_its_context(tmp_path):
 
 @pytest.mark.parametrize("name", tasks.names())
 def test_preview_shows_rows_and_token_lengths(name):
-    config = RunConfig().update({"task.name": name, "training.max_seq_length": 16})
+    config = RunConfig().update({"task.name": name, "training.max_seq_length": 8})
     out = preview(config, rows=3)
     assert len(out["rows"]) == 3 and set(out["rows"][0]) == set(config.task_spec.columns)
     stats = out["token_lengths"]
     assert 0 < stats["min"] <= stats["median"] <= stats["p95"] <= stats["max"]
-    assert stats["truncated"] == sum(n > 16 for n in out["lengths"]) > 0
+    assert stats["truncated"] == sum(n > 8 for n in out["lengths"]) > 0
+    report = out["length_report"]  # what the run will say before training
+    assert report["truncated"] + report["dropped"] == stats["truncated"]
+    assert report["suggested_max_seq_length"] >= stats["p95"] and report["suggested_max_seq_length"] % 8 == 0
     assert out["num_train"] + out["num_eval"] == len(config.task_spec.builtin())

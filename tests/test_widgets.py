@@ -482,8 +482,16 @@ def test_comparison_queues_one_run_per_method_on_the_same_setup():
     assert concurrent == 2 and [c.method.name for c in configs] == ["lora", "dora", "full"]
     for config in configs:
         for section in ("task", "data", "training", "model", "quantization", "distributed"):
-            assert config.to_dict()[section] == base.to_dict()[section]
+            mine, theirs = config.to_dict()[section], base.to_dict()[section]
+            if section == "training":  # the preset's learning rate was LoRA's: each method brings its own
+                assert mine.pop("learning_rate") == (0.002 if config.method.name == "lora" else
+                                                     config.method_spec.training_defaults["training.learning_rate"])
+                theirs.pop("learning_rate")
+            assert mine == theirs
     assert len(comp.runs) == 3 and all(run.subscribers == 1 for run in comp.runs)
+    fixed = Comparison(FakeController(), base.set("training.learning_rate", 1e-3), methods=["lora", "full"],
+                       interval=None).configs()
+    assert [c.training.learning_rate for c in fixed] == [1e-3, 1e-3]  # the user's own value holds for all
 
 
 def test_comparison_leaves_out_methods_that_do_not_fit():

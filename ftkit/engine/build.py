@@ -29,17 +29,37 @@ class Built:
     labels: Any
     context: Any  # methods.BuildContext
     base_params: int
+    #: what the data holds beyond its rows: {"train": length_report, "eval": length_report, "warnings": [...]}
+    data_report: Any = None
+
+    def data_messages(self) -> list[str]:
+        """Lines for the run's log before training: rows cut or dropped by max_seq_length, data warnings."""
+        report = self.data_report or {}
+        lines = [report[k]["message"] for k in ("train", "eval") if report.get(k)]
+        return lines + [f"warning: {w}" for w in report.get("warnings", [])]
+
+    def data_summary(self) -> dict:
+        """Counts for the run's summary: rows, truncated, dropped, the suggested max_seq_length, per split."""
+        report = self.data_report or {}
+        keep = ("rows", "truncated", "dropped", "max_seq_length", "suggested_max_seq_length", "longest")
+        out = {k: {f: report[k][f] for f in keep} for k in ("train", "eval") if report.get(k)}
+        out["warnings"] = list(report.get("warnings", []))
+        return out
 
 
 def build(config, world_size: int = 1, local_rank: int = 0) -> Built:
-    from ..data import load_rows
+    from ..data import length_report, load_rows
     from ..methods import BuildContext
     from .loading import load_model, load_tokenizer
     from .train import count_parameters
 
     t, task = config.training, config.task_spec
     tokenizer = load_tokenizer(config)
-    train_rows, eval_rows = load_rows(config)
+    warnings: list[str] = []
+    train_rows, eval_rows = load_rows(config, warnings)
+    data_report = {"train": length_report(config, tokenizer, train_rows, "training"),
+                   "eval": length_report(config, tokenizer, eval_rows, "evaluation") if eval_rows else None,
+                   "warnings": warnings}
     labels = task.label_names(train_rows, config.task_options)
     model = load_model(config, labels, local_rank=local_rank)
     base_params = count_parameters(model)[1]
@@ -56,4 +76,4 @@ def build(config, world_size: int = 1, local_rank: int = 0) -> Built:
     if t.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()
     model = config.method_spec.apply(model, config.method_options, context)
-    return Built(model, tokenizer, train_rows, eval_rows, labels, context, base_params)
+    return Built(model, tokenizer, train_rows, eval_rows, labels, context, base_params, data_report)

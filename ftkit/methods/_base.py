@@ -19,6 +19,13 @@ PEFT_TASK_TYPE = {
     "token_cls": "TOKEN_CLS",
     "qa": "QUESTION_ANS",
 }
+#: Training values that depend on the method, by kind; a spec's own ``defaults`` override them.
+#: They apply wherever the user (or a preset) has not set the field: form, CLI and API alike.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "full": {"training.learning_rate": 2e-5},
+    "adapter": {"training.learning_rate": 2e-4},
+    "prompt": {"training.learning_rate": 1e-2},
+}
 #: Classic head names, trained alongside adapters (peft adds its own for cls tasks).
 HEAD_NAMES = ("classifier", "score", "qa_outputs", "lm_head")
 
@@ -76,6 +83,13 @@ class MethodSpec:
     memory: Optional[Any] = None
     #: step time relative to what its FLOPs say (DoRA renormalises each adapted weight every step)
     slowdown: float = 1.0
+    #: config paths -> the value this method usually trains with (e.g. its learning rate), over KIND_DEFAULTS
+    defaults: dict[str, Any] = dc_field(default_factory=dict)
+
+    @property
+    def training_defaults(self) -> dict[str, Any]:
+        """Every config value this method sets when the user has not: its kind's, then its own."""
+        return {**KIND_DEFAULTS.get(self.kind, {}), **self.defaults}
 
     def refuses(self, model_kind: str) -> Optional[str]:
         """The reason this method cannot train ``model_kind``, or None."""

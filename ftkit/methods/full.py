@@ -105,5 +105,6 @@ SPECS = [
         quantized_base=False,
         params=_freeze_params,
         memory=MemoryModel(trained=_freeze_trained),
+        defaults={"training.learning_rate": 5e-5},  # fewer weights move: a little higher than full
     ),
 ]

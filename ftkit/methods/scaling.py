@@ -115,6 +115,7 @@ SPECS = [
         peft_type="IA3",
         params=_ia3_params,
         memory=MemoryModel(per_adapter=_ia3_saved),
+        defaults={"training.learning_rate": 1e-2},
     ),
     MethodSpec(
         name="beft",

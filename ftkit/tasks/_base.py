@@ -59,3 +59,9 @@ class TaskSpec:
     label_names: Callable[[list[dict], Any], Optional[list[str]]] = lambda rows, options: None
     scenario: str = ""  # row of the scenario table this task answers
     metrics: tuple[str, ...] = ()
+    #: check(rows, options) -> warnings; raises ConfigError naming the row's own line for what cannot train.
+    #: Runs on the user's rows before anything is created (empty values are refused before it).
+    check: Optional[Callable[[list[dict], Any], list[str]]] = None
+    #: measure(tokenizer, row, options, max_length) -> (tokens the row needs whole, dropped by max_length);
+    #: None: the row's values joined and tokenized
+    measure: Optional[Callable[[Any, dict, Any, int], tuple[int, bool]]] = None

@@ -65,6 +65,11 @@ def text_dataset(rows: list[dict], tokenizer, max_length: int, column: str = "te
     return Dataset.from_list(records)
 
 
+def text_measure(tokenizer, row: dict, options, max_length: int) -> tuple[int, bool]:
+    """Tokens of a plain-text row as training sees it (bos and eos included); a cut text still trains."""
+    return len(with_ends(tokenizer, tokenizer(str(row["text"]), add_special_tokens=True)["input_ids"])), False
+
+
 class LMCollator:
     """Pads ``input_ids`` with the pad token, ``labels`` with -100, and builds the attention mask."""
 

@@ -12,6 +12,7 @@ from typing import Optional
 from ._base import TaskContext, TaskData, TaskSpec
 from ._causal import GenerationOptions, LMCollator, perplexity, sampler
 from ._text import generate, pick
+from ..data import where
 from ..errors import ConfigError
 from ..schema import field
 
@@ -20,12 +21,14 @@ ROLES = ("system", "user", "assistant", "tool")
 
 class ChatOptions(GenerationOptions):
     system_prompt: Optional[str] = field(
-        None, "System message put in front of every conversation that has none (and of the sample prompts)."
+        None, "System message put in front of every conversation that has none (and of the sample prompts).",
+        builtin_data=True,
     )
     sample_prompts: list[str] = field(
         factory=lambda: ["What is the capital of Corra?", "When is the festival on Ysmere?",
                          "What does Thale export?"],
-        help="User messages answered at each evaluation.",
+        help="User messages answered at each evaluation (empty with your own data unless you set them).",
+        builtin_data=True,
     )
 
 
@@ -84,24 +87,47 @@ def builtin() -> list[dict]:
     return generate(_conversation, 1500, seed=3)
 
 
-def _messages(value, row: int) -> list[dict]:
-    """A row's messages, checked; a JSON string (as CSV files hold them) is parsed."""
+def _messages(value, row: str) -> list[dict]:
+    """A row's messages, checked (``row`` says where it is: "chats.jsonl line 9"); a JSON string is parsed."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
             value = None
-    ok = isinstance(value, list) and value and all(
-        isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in value
-    )
-    if not ok:
+    if not isinstance(value, list) or not value:
         raise ConfigError([(
             "data.columns.messages",
-            f"row {row}: messages must be a list of {{role, content}} with role one of {', '.join(ROLES)}",
+            f"{row}: messages must be a list of {{role, content}} with role one of {', '.join(ROLES)}",
         )])
+    for k, m in enumerate(value, 1):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+            raise ConfigError([("data.columns.messages", (
+                f"{row}: message {k} is {str(m)[:60]!r}; each message is {{role, content}} with text content"
+            ))])
+        if m.get("role") not in ROLES:
+            raise ConfigError([("data.columns.messages", (
+                f"{row}: message {k} has role {m.get('role')!r}; use one of {', '.join(ROLES)}"
+            ))])
+        if m["role"] in ("user", "assistant") and not m["content"].strip():
+            raise ConfigError([("data.columns.messages", (
+                f"{row}: message {k} ({m['role']}) is empty; fill it in or remove the turn"
+            ))])
     if not any(m["role"] == "assistant" for m in value):
-        raise ConfigError([("data.columns.messages", f"row {row}: has no assistant message to learn from")])
+        raise ConfigError([("data.columns.messages", f"{row}: has no assistant message to learn from")])
     return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def check(rows: list[dict], options) -> list[str]:
+    for i, row in enumerate(rows):
+        _messages(row["messages"], where(row, i))
+    return []
+
+
+def measure(tokenizer, row: dict, options, max_length: int) -> tuple[int, bool]:
+    """Tokens of the whole rendered conversation; dropped when no answer token survives the cut."""
+    messages = with_system(_messages(row["messages"], ""), options.system_prompt)
+    example = encode_chat(tokenizer, messages, 10**9)
+    return len(example["input_ids"]), not any(label != -100 for label in example["labels"][:max_length])
 
 
 def render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
@@ -154,7 +180,8 @@ def dataset(rows: list[dict], tokenizer, options, max_length: int):
 
     records = []
     for i, row in enumerate(rows):
-        example = encode_chat(tokenizer, with_system(_messages(row["messages"], i), options.system_prompt), max_length)
+        example = encode_chat(tokenizer, with_system(_messages(row["messages"], where(row, i)), options.system_prompt),
+                              max_length)
         if any(label != -100 for label in example["labels"]):  # truncation can cut every answer away
             records.append(example)
     return Dataset.from_list(records)
@@ -192,6 +219,8 @@ SPECS = [
         options=ChatOptions,
         builtin=builtin,
         prepare=prepare,
+        check=check,
+        measure=measure,
         scenario="human-like chatbot responses",
     )
 ]

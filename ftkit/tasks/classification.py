@@ -5,6 +5,7 @@ from typing import Optional
 
 from ._base import TaskContext, TaskData, TaskSpec
 from ._text import generate, pick
+from ..errors import ConfigError
 from ..schema import Options, field
 
 
@@ -42,6 +43,48 @@ def label_names(rows: list[dict], options) -> list[str]:
     if options.labels:
         return list(options.labels)
     return sorted({str(r["label"]) for r in rows})
+
+
+def check(rows: list[dict], options) -> list[str]:
+    """Labels must be one class each; a label seen once is likely a typo (warned, with its line)."""
+    import difflib
+
+    from ..data import where
+
+    first: dict[str, str] = {}
+    count: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        label = row["label"]
+        if isinstance(label, (list, dict, bool)):
+            raise ConfigError([("data.columns.label", (
+                f"{where(row, i)}: label is {label!r}; a classification row has one class, a name or an integer"
+            ))])
+        key = str(label)
+        first.setdefault(key, where(row, i))
+        count[key] = count.get(key, 0) + 1
+    if options.labels:
+        unknown = [k for k in first if k not in options.labels]
+        if unknown:
+            raise ConfigError([("task.classification.labels", (
+                f"{first[unknown[0]]}: label {unknown[0]!r} is not in {list(options.labels)}; add it or fix the row"
+            ))])
+    notes = []
+    if len(first) < 2:
+        raise ConfigError([("data.columns.label", (
+            f"every row has the label {next(iter(first))!r}: a classifier needs at least two classes"
+        ))])
+    if len(rows) >= 10:
+        for key, n in count.items():
+            if n == 1:
+                close = difflib.get_close_matches(key, [k for k in count if k != key and count[k] > 1], n=1, cutoff=0.6)
+                notes.append(f"{first[key]}: label {key!r} appears only once in {len(rows)} rows"
+                             + (f" (a typo of {close[0]!r}?)" if close else "")
+                             + "; it becomes a class of its own")
+    return notes
+
+
+def measure(tokenizer, row: dict, options, max_length: int) -> tuple[int, bool]:
+    return len(tokenizer(str(row["text"]), add_special_tokens=True)["input_ids"]), False
 
 
 def scores(predictions, references) -> dict:
@@ -100,6 +143,8 @@ SPECS = [
         builtin=builtin,
         prepare=prepare,
         label_names=label_names,
+        check=check,
+        measure=measure,
         scenario="NLP tasks: text classification, NER, machine translation",
     )
 ]

@@ -7,7 +7,7 @@ check that the model does not repeat itself.
 from __future__ import annotations
 
 from ._base import TaskContext, TaskData, TaskSpec
-from ._causal import GenerationOptions, distinct_n, plain_text_data
+from ._causal import GenerationOptions, distinct_n, plain_text_data, text_measure
 from ._text import generate, pick
 from ..schema import field
 
@@ -16,6 +16,7 @@ class CreativeOptions(GenerationOptions):
     sample_prompts: list[str] = field(
         factory=lambda: ["Title: The Lantern\n", "Title: The Harbour\n", "Title: The Fox\n", "Title: The Orchard\n"],
         help="Openings the model continues at each evaluation.",
+        builtin_data=True,
     )
     max_new_tokens: int = field(48, "Tokens generated per sample (a four-line verse is about 45).", ge=1, le=512)
     temperature: float = field(0.8, "Sampling temperature for the samples; 0 decodes greedily.", ge=0, le=5)
@@ -89,6 +90,7 @@ SPECS = [
         options=CreativeOptions,
         builtin=builtin,
         prepare=prepare,
+        measure=text_measure,
         scenario="music, art and other creative generation",
     )
 ]

@@ -7,7 +7,7 @@ state the same facts about the same plants, so a model can learn them.
 from __future__ import annotations
 
 from ._base import TaskContext, TaskData, TaskSpec
-from ._causal import GenerationOptions, plain_text_data
+from ._causal import GenerationOptions, plain_text_data, text_measure
 from ._text import generate, pick
 from ..schema import field
 
@@ -16,6 +16,7 @@ class DomainOptions(GenerationOptions):
     sample_prompts: list[str] = field(
         factory=lambda: ["Species: Emberleaf.", "Care note for Saltbell:", "Field observation:"],
         help="Prompts generated from at each evaluation (the start of a text in your domain).",
+        builtin_data=True,
     )
 
 
@@ -108,6 +109,7 @@ SPECS = [
         options=DomainOptions,
         builtin=builtin,
         prepare=prepare,
+        measure=text_measure,
         scenario="adapt a pre-trained LLM to a task or domain",
     )
 ]

@@ -10,6 +10,7 @@ from typing import Optional
 
 from ._base import TaskContext, TaskData, TaskSpec
 from ._text import generate, pick
+from ..data import where
 from ..errors import ConfigError
 from ..schema import Options, field
 
@@ -75,19 +76,57 @@ def builtin() -> list[dict]:
     return generate(_sentence, 1500, seed=5)
 
 
-def _as_list(value, row: int, column: str) -> list[str]:
+def _as_list(value, row: str, column: str) -> list[str]:
     if isinstance(value, str):  # a CSV cell: words separated by spaces
         value = value.split()
     if not isinstance(value, (list, tuple)):
-        raise ConfigError([(f"data.columns.{column}", f"row {row}: expected a list of strings, got {type(value).__name__}")])
+        raise ConfigError([(f"data.columns.{column}", f"{row}: expected a list of strings, got {type(value).__name__}")])
     return [str(v) for v in value]
 
 
 def label_names(rows: list[dict], options) -> list[str]:
     if options.labels:
         return list(options.labels)
-    found = {str(t) for i, r in enumerate(rows) for t in _as_list(r["tags"], i, "tags")}
+    found = {str(t) for i, r in enumerate(rows) for t in _as_list(r["tags"], where(r, i), "tags")}
     return ["O"] + sorted(found - {"O"})
+
+
+def _word_line(row, i: int, k: int) -> str:
+    """The line of word ``k`` of a row: its own line in a CoNLL file, else the row's."""
+    lines = getattr(row, "lines", None)
+    here = where(row, i)
+    if lines and " line " in here:
+        return f"{here.rsplit(' line ', 1)[0]} line {lines[k]}"
+    return f"{here}, word {k + 1}"
+
+
+def check(rows: list[dict], options) -> list[str]:
+    """One BIO tag per word, every tag known: refused with the line (CoNLL: the word's own line)."""
+    known = set(options.labels) if options.labels else None
+    for i, row in enumerate(rows):
+        words = _as_list(row["tokens"], where(row, i), "tokens")
+        tags = _as_list(row["tags"], where(row, i), "tags")
+        if len(words) != len(tags):
+            raise ConfigError([("data.columns.tags", (
+                f"{where(row, i)}: {len(words)} tokens but {len(tags)} tags; give exactly one tag per word"
+            ))])
+        for k, tag in enumerate(tags):
+            if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+                raise ConfigError([("data.columns.tags", (
+                    f"{_word_line(row, i, k)}: tag {tag!r} (word {words[k]!r}) is not BIO; write O outside "
+                    f"entities, B-{tag.lstrip('-') or 'TYPE'} on an entity's first word and "
+                    f"I-{tag.lstrip('-') or 'TYPE'} on the next"
+                ))])
+            if known is not None and tag not in known:
+                raise ConfigError([("task.ner.labels", (
+                    f"{_word_line(row, i, k)}: tag {tag!r} is not in task.ner.labels {sorted(known)}; add it"
+                ))])
+    return []
+
+
+def measure(tokenizer, row: dict, options, max_length: int) -> tuple[int, bool]:
+    words = _as_list(row["tokens"], "", "tokens")
+    return len(tokenizer(words, is_split_into_words=True)["input_ids"]), False
 
 
 def scores(predictions: list[list[str]], references: list[list[str]]) -> dict:
@@ -124,12 +163,13 @@ def prepare(ctx: TaskContext) -> TaskData:
     def encode(rows):
         records = []
         for i, row in enumerate(rows):
-            words, tags = _as_list(row["tokens"], i, "tokens"), _as_list(row["tags"], i, "tags")
+            here = where(row, i)
+            words, tags = _as_list(row["tokens"], here, "tokens"), _as_list(row["tags"], here, "tags")
             if len(words) != len(tags):
-                raise ConfigError([("data.columns.tags", f"row {i}: {len(words)} tokens but {len(tags)} tags")])
+                raise ConfigError([("data.columns.tags", f"{here}: {len(words)} tokens but {len(tags)} tags")])
             unknown = sorted(set(tags) - set(index))
             if unknown:
-                raise ConfigError([("task.ner.labels", f"row {i}: tags {unknown} are not in {names}; add them")])
+                raise ConfigError([("task.ner.labels", f"{here}: tags {unknown} are not in {names}; add them")])
             enc = ctx.tokenizer(words, is_split_into_words=True, truncation=True, max_length=ctx.max_length)
             enc = dict(enc, labels=align(enc.word_ids(), [index[t] for t in tags]))
             records.append(enc)
@@ -168,6 +208,8 @@ SPECS = [
         builtin=builtin,
         prepare=prepare,
         label_names=label_names,
+        check=check,
+        measure=measure,
         scenario="NLP tasks: text classification, NER, machine translation",
     )
 ]

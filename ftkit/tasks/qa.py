@@ -14,6 +14,7 @@ import string
 
 from ._base import TaskContext, TaskData, TaskSpec
 from ._text import generate, pick
+from ..data import where
 from ..errors import ConfigError
 from ..schema import Options, field
 
@@ -108,6 +109,13 @@ def scores(predictions: list[str], references: list[str]) -> dict:
 
 # ---- features ---------------------------------------------------------------
 
+def check(rows: list[dict], options) -> list[str]:
+    """Every answer must be a span of its context: refused up front, with the row's line."""
+    for i, row in enumerate(rows):
+        answer_span(row, i)
+    return []
+
+
 def answer_span(row: dict, i: int) -> tuple[str, int]:
     """(answer text, character start) of a row; ``answer`` may be text or SQuAD's {text, answer_start}."""
     answer, start = row["answer"], None
@@ -122,7 +130,7 @@ def answer_span(row: dict, i: int) -> tuple[str, int]:
     if not answer or start < 0:
         raise ConfigError([(
             "data.columns.answer",
-            f"row {i}: answer {answer[:60]!r} does not occur in its context; an extractive answer must be a span of it",
+            f"{where(row, i)}: answer {answer[:60]!r} does not occur in its context; an extractive answer must be a span of it",
         )])
     return answer, int(start)
 
@@ -240,6 +248,7 @@ SPECS = [
         options=QaOptions,
         builtin=builtin,
         prepare=prepare,
+        check=check,
         scenario="question answering",
     )
 ]

@@ -82,6 +82,13 @@ def _ended(tokenizer, ids: list[int]) -> list[int]:
     return ids if eos is None or (ids and ids[-1] == eos) else ids + [eos]
 
 
+def measure(tokenizer, row: dict, options, max_length: int) -> tuple[int, bool]:
+    """The longer side (source with its prefix, or target), with the end token each gets."""
+    source = tokenizer(options.source_prefix + str(row["source"]))["input_ids"]
+    target = tokenizer(str(row["target"]))["input_ids"]
+    return max(len(_ended(tokenizer, source)), len(_ended(tokenizer, target))), False
+
+
 def prepare(ctx: TaskContext) -> TaskData:
     import numpy as np
     from datasets import Dataset
@@ -150,6 +157,7 @@ SPECS = [
         options=TranslationOptions,
         builtin=builtin,
         prepare=prepare,
+        measure=measure,
         scenario="NLP tasks: text classification, NER, machine translation",
     )
 ]

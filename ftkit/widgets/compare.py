@@ -149,7 +149,11 @@ class Comparison(widgets.VBox):
     # ---- starting and adding runs ------------------------------------------------
 
     def configs(self, methods: Optional[Iterable[str]] = None) -> list:
-        """The configs the comparison trains: the base with only ``method.name`` changed."""
+        """The configs the comparison trains: the base with only ``method.name`` changed.
+
+        A value the base's user did not set (a preset's or default learning rate) follows each
+        method, as it would in the form; one the user set stays the same for every method.
+        """
         base = resolve_config(self.base)
         out = []
         for name in methods if methods is not None else self.methods.value:

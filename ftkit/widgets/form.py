@@ -78,6 +78,8 @@ class ConfigForm(widgets.VBox):
         self._models: dict[str, Any] = {}  # choice section -> {entry: options model}
         self.fields: dict[str, FieldWidget] = {}
         self._values: dict[str, Any] = {}
+        #: fields set by the user or a preset -> which; the others follow the method (its learning rate...)
+        self._origins: dict[str, str] = {}
         self._parse_errors: dict[str, str] = {}
         self._start_callbacks: list[Callable[[RunConfig], Any]] = []
         self._change_callbacks: list[Callable[[Optional[RunConfig], list], Any]] = []
@@ -232,6 +234,15 @@ class ConfigForm(widgets.VBox):
                 self.notes.append(f"{str(source)!r} does not hold a mapping of sections")
                 self._update_feedback()
                 return
+        if isinstance(source, RunConfig):
+            explicit = {p: o for p, o in source._origins.items() if o in ("user", "preset")}
+        else:
+            explicit = {p: "user" for p in _leaf_paths(data)}
+        self._origins = {}
+        for path in self._specs:
+            found = [o for p, o in explicit.items() if p == path or p.startswith(path + ".") or path.startswith(p + ".")]
+            if found:
+                self._origins[path] = found[0]
         self._loading = True
         try:
             for path, spec in self._specs.items():
@@ -263,7 +274,18 @@ class ConfigForm(widgets.VBox):
                 self._field_changed(fw)
         else:
             self._values[path] = value
+            self._mark(path)
             self.validate()
+
+    def _mark(self, path: str) -> None:
+        """``path`` was set by the user; a new method takes the preset's method-dependent values with it."""
+        self._origins[path] = "user"
+        if path == "method.name":
+            from ..config import method_dependent
+
+            for dependent in method_dependent():
+                if self._origins.get(dependent) == "preset":
+                    del self._origins[dependent]
 
     def get(self, path: str) -> Any:
         return self._values[path]
@@ -280,11 +302,22 @@ class ConfigForm(widgets.VBox):
         if section in self._models:
             self._show_entry(section, value)
         if not self._loading:
+            self._mark(path)
             self.validate()
+
+    def _included(self, path: str) -> bool:
+        """Assembled into the config: what was set (not a default), and only the chosen method's and task's options."""
+        for section in self._models:
+            if path.startswith(section + ".") and path != f"{section}.name":
+                if path.split(".")[1] != self._values.get(f"{section}.name"):
+                    return False
+        return path in self._origins or path.endswith(".name") and path[:-5] in self._models
 
     def _assemble(self) -> dict:
         data: dict = {}
         for path, value in self._values.items():
+            if not self._included(path):
+                continue
             node = data
             *parents, last = path.split(".")
             for key in parents:
@@ -297,10 +330,20 @@ class ConfigForm(widgets.VBox):
     def validate(self) -> Optional[RunConfig]:
         """Check the whole config; mark every problem at its field. Returns the config or None."""
         try:
-            config: Optional[RunConfig] = RunConfig.from_dict(self._assemble())
+            origins = {p: o for p, o in self._origins.items() if self._included(p)}
+            for section in self._models:
+                origins.setdefault(f"{section}.name", "default")
+            config: Optional[RunConfig] = RunConfig.from_dict(self._assemble(), origins=origins)
             problems: list[tuple[str, str]] = []
         except ConfigError as exc:
             config, problems = None, list(exc.problems)
+        if config is not None:  # fields nobody set show what applies: the method's usual value, or a reset
+            for path in self._specs:
+                if path not in self._origins and path not in self._parse_errors:
+                    value = config.get(path)
+                    self._values[path] = value
+                    if path in self.fields:
+                        self.fields[path].set(value)
         for path, message in self._parse_errors.items():
             problems = [p for p in problems if p[0] != path] + [(path, message)]
             config = None
@@ -351,6 +394,10 @@ class ConfigForm(widgets.VBox):
                       for p, m in loose]
         elif self._config is not None:
             c = self._config
+            for path, origin in c._origins.items():
+                if origin == "reset":
+                    lines.append(f"<div style='color:#444'>{html.escape(path)}: cleared, the preset's value fits only "
+                                 "the built-in data (set it to keep one)</div>")
             lines.append(f"<div style='color:#2e7d32'>&#10003; ready: {html.escape(c.method_spec.title)} on "
                          f"{html.escape(c.task.name)} with {html.escape(c.model_name)}</div>")
         self.message.value = "".join(lines)
@@ -368,6 +415,27 @@ class ConfigForm(widgets.VBox):
         if self._config is None:
             raise ConfigError(self.problems or [("", "the form has problems")])
         return self._config
+
+    def show_length(self, report: Optional[dict]) -> None:
+        """Put the data's suggested max_seq_length beside the field (from ``data.length_report``), with a button."""
+        fw = self._field("training.max_seq_length")
+        if not hasattr(self, "length_hint"):
+            self.length_hint = widgets.HTML(layout=widgets.Layout(margin="0 0 0 8px"))
+            self.length_hint.add_class("ftkit-length-hint")
+            self.use_length = widgets.Button(description="use it", layout=widgets.Layout(width="70px"))
+            self.use_length.on_click(lambda _: self.set("training.max_seq_length", self._suggested))
+            row = fw.box.children[0]
+            row.children = tuple(row.children) + (self.length_hint, self.use_length)
+        self._suggested = (report or {}).get("suggested_max_seq_length")
+        if not report or not self._suggested:
+            self.length_hint.value, self.use_length.layout.display = "", "none"
+            return
+        cut, dropped = report.get("truncated", 0), report.get("dropped", 0)
+        colour = "#c62828" if report.get("warn") else "#444"
+        self.length_hint.value = (
+            f"<span style='color:{colour}'>suggested: {self._suggested} (keeps 95 % of rows whole); at "
+            f"{report.get('max_seq_length')}: {cut} cut, {dropped} dropped</span>")
+        self.use_length.layout.display = "none" if self._suggested == self._values.get("training.max_seq_length") else None
 
     # ---- actions --------------------------------------------------------------
 

@@ -173,7 +173,11 @@ class DataPreview(_Background):
             f"evaluation rows &middot; tokens per row: min {number(t.get('min'))}, median {number(t.get('median'))}, "
             f"p95 {number(t.get('p95'))}, max {number(t.get('max'))} &middot; "
             f"{number(t.get('truncated'))} longer than max_seq_length {config.training.max_seq_length}"
+            + (f" ({number(t.get('dropped'))} dropped: nothing left to learn from)" if t.get("dropped") else "")
+            + (f" &middot; suggested max_seq_length {number(t.get('suggested'))}" if t.get("suggested") else "")
         )
+        if hasattr(self.source, "show_length") and result.get("length_report"):
+            self.source.show_length(result["length_report"])
         edges, counts, width = bins(result.get("lengths") or [])
         fig = go.Figure(go.Bar(x=[e + width / 2 for e in edges], y=counts, width=width, name="rows",
                                marker_color="#1f77b4"))
