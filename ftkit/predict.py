@@ -26,7 +26,6 @@ Importing this module loads no torch; loading a model does.
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections import OrderedDict

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..control import Control
 from ..events import FINAL_STATUSES, read_events

@@ -381,7 +381,10 @@ def summary_html(summary: dict, status: str, reason: Optional[str]) -> str:
                                  + (f" ({pct:.3f} %)" if isinstance(pct, (int, float)) else "")),
         ("wall time", f"{duration(s.get('wall_s'))} (training {duration(s.get('train_s'))})"),
         ("speed", f"{number(s.get('s_per_step'))} s/step, {number(s.get('tokens_per_s'))} tokens/s"),
-        ("peak memory", f"{number(peak)} MB ({'CUDA' if s.get('peak_cuda_mb') else 'RSS'})" if peak else "-"),
+        ("peak memory", f"{number(peak)} MB ({'CUDA allocated' if s.get('peak_cuda_mb') else 'process RSS'})"
+                        if peak else "-"),
+        ("the run's own memory", f"{number(s.get('run_peak_mb'))} MB (predicted {number(s.get('predicted_peak_mb'))} MB)"
+                                 if s.get("run_peak_mb") is not None else "-"),
         ("saved to", esc(s.get("final_dir") or s.get("checkpoint") or "-")),
     ]
     color = STATUS_COLORS.get(status, "#333")
