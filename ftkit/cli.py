@@ -63,6 +63,7 @@ def cmd_train(args) -> int:
     import os
 
     from .controller import Controller
+    from .interrupts import watch
 
     config = load_config(args)
     controller = Controller(runs_dir=config.runs_dir)
@@ -71,8 +72,6 @@ def cmd_train(args) -> int:
     if not args.quiet:
         run.subscribe(printer)
     print(f"run {run.id} in {run.path}", flush=True)
-    from .interrupts import watch
-
     abandoned = watch(run)
     if abandoned is not None:
         sys.stdout.flush()
@@ -420,6 +419,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyError as exc:  # unknown task/method names from the registries
         print(f"ftkit: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a run exists (ftkit train handles its own)
+        print("\nftkit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -27,11 +27,10 @@ from typing import Any, Callable, Iterable, Optional
 from . import launch, records, supervise
 from .supervise import close_run
 from .control import Control
-from .diagnose import log_tail
 from .events import FINAL_STATUSES, read_events
 from .liveness import AWAY_REASON, QUEUED_REASON, alive, judge, owner_info, owner_record
 from .runstate import ACTIVE, STATUSES, RunState, for_config
-from .store import RunRecord, RunStore
+from .store import RunRecord, RunStore, log_tail
 
 __all__ = ["Controller", "Run", "STATUSES", "ACTIVE", "AWAY_REASON", "QUEUED_REASON"]
 POLL_S = 0.1
@@ -50,6 +49,8 @@ class Run:
         self._config = config
         self._lock = threading.RLock()
         self._events: Optional[list[dict]] = None  # loaded lazily for runs found on disk
+        self._view: Optional[RunState] = None  # the events folded so far (``state()``)
+        self._folded = 0
         self._status = status
         self._done = threading.Event()
         self._subscribers: list[EventCallback] = []
@@ -184,12 +185,23 @@ class Run:
         return log_tail(self.path, n)
 
     def state(self) -> RunState:
-        """The run as its events so far say it is (``ftkit.runstate.RunState``)."""
-        try:
-            config = self.config
-        except Exception:
-            config = None
-        return RunState.fold(self.events, **for_config(config))
+        """The run as its events so far say it is (``ftkit.runstate.RunState``, folded as they arrive)."""
+        with self._lock:
+            if self._events is None:
+                self._events = read_events(self.path / "events.jsonl")[0]
+            return self._fold()
+
+    def _fold(self) -> RunState:
+        if self._view is None or self._folded > len(self._events):
+            try:
+                config = self.config
+            except Exception:
+                config = None
+            self._view, self._folded = RunState(**for_config(config)), 0
+        for event in self._events[self._folded:]:
+            self._view.apply(event)
+        self._folded = len(self._events)
+        return self._view
 
     # ---- internals ------------------------------------------------------------
 
@@ -199,18 +211,23 @@ class Run:
                 self._status = status
 
     def _record(self, event: dict) -> None:
-        """Take one new event: keep it, update the status, hand it to the dispatcher."""
+        """Take one new event: keep it, fold it into the run's state, update the status, hand it on.
+
+        The status is the state's, except for what only the controller knows:
+        queued, starting, and stopping once a stop was asked for.
+        """
         with self._lock:
             if self._events is None:
                 self._events = read_events(self.path / "events.jsonl")[0]
             else:
                 self._events.append(event)
+            view = self._fold()
             kind = event.get("type")
             if kind == "ended":
-                self._status = event.get("status", "failed")
+                self._status = view.status
             elif self._status not in FINAL_STATUSES:
                 if kind == "status" and event.get("status") in STATUSES:
-                    status = event["status"]
+                    status = view.status
                     if self._stop_requested and status in ("running", "paused"):
                         status = "stopping"
                     self._status = status

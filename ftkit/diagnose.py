@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 import signal
-from collections import deque
-from pathlib import Path
 from typing import Any, Optional
 
 from .liveness import AWAY_REASON, process_alive
 from .records import read_ranks
-from .store import LOW_SPACE, disk_full_reason, free_bytes
+from .store import LOW_SPACE, disk_full_reason, free_bytes, log_tail
 
 
 def first_memory_setting(config: Any) -> str:
@@ -27,32 +25,6 @@ def first_memory_setting(config: Any) -> str:
     if not t.gradient_checkpointing:
         return "turn on training.gradient_checkpointing"
     return f"lower training.max_seq_length (now {t.max_seq_length}) or set quantization.bits=4"
-
-
-def log_tail(run_dir, n: int = 40) -> list[str]:
-    """The last ``n`` lines of the worker's output (``logs/worker.log``), or of its log events."""
-    log = Path(run_dir) / "logs" / "worker.log"
-    if log.exists():
-        return tail_lines(log, n)
-    from .events import read_events
-
-    lines: list[str] = []
-    for event in read_events(Path(run_dir) / "events.jsonl")[0]:
-        if event["type"] == "log":
-            lines.extend(str(event.get("message", "")).splitlines())
-    return lines[-n:]
-
-
-def tail_lines(path, n: int) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [line.rstrip("\r") for line in deque(text.splitlines(), maxlen=n)]
 
 
 def rank_failures(run_dir) -> list[str]:

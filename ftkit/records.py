@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from .events import FINAL_STATUSES, SEAL, JsonlWriter, dumps, make_event, read_events
 from .runstate import RunState, for_config
+from .store import log_tail
 
 
 def write_json(path, data: Any, indent: Optional[int] = 2) -> None:
@@ -136,8 +137,6 @@ def close_if_dead(record) -> bool:
     verdict = judge(record.path)
     if verdict.alive:
         return False
-    from .diagnose import log_tail
-
     close(record.path, "failed", verdict.reason, log_tail=log_tail(record.path, 40))
     return True
 

@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -120,6 +121,30 @@ def run_path(run, runs_dir: Optional[str] = None) -> Path:
     if isinstance(run, (str, os.PathLike)) and (Path(run) / "config.json").is_file():
         return Path(run)
     return RunStore(runs_dir).get(str(run)).path
+
+
+def log_tail(run_dir, n: int = 40) -> list[str]:
+    """The last ``n`` lines of the worker's output (``logs/worker.log``), or of its log events."""
+    log = Path(run_dir) / "logs" / "worker.log"
+    if log.exists():
+        return tail_lines(log, n)
+    lines: list[str] = []
+    for event in read_events(Path(run_dir) / "events.jsonl")[0]:
+        if event["type"] == "log":
+            lines.extend(str(event.get("message", "")).splitlines())
+    return lines[-n:]
+
+
+def tail_lines(path, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line.rstrip("\r") for line in deque(text.splitlines(), maxlen=n)]
 
 
 def checkpoint_complete(folder: Path) -> bool:

@@ -111,3 +111,19 @@ def test_run_ids_match_any_unique_part_and_ambiguous_parts_list_the_matches(isol
     assert "matches 2 runs" in message and a.id in message and b.id in message
     with pytest.raises(KeyError, match="no run 'gamma'"):
         store.get("gamma")
+
+
+def test_a_run_folder_written_before_the_schema_version_still_loads(isolated_env):
+    """Event lines exactly as older ftkit wrote them: no "v", no metric in `started`."""
+    record = RunStore().create(RunConfig.preset("demo"))
+    lines = [{"type": "status", "time": 1.0, "status": "starting", "pid": 1, "rss_mb": 500.0},
+             {"type": "started", "time": 2.0, "max_steps": 4, "start_step": 0, "trainable_params": 10,
+              "total_params": 100},
+             *[{"type": "step", "time": 2.0 + s, "step": s, "loss": 1.0 / s, "rss_mb": 600.0} for s in range(1, 5)],
+             {"type": "eval", "time": 7.0, "step": 4, "metrics": {"accuracy": 0.75}},
+             {"type": "ended", "time": 8.0, "status": "finished", "reason": None}]
+    (record.path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    state = record.state()
+    assert (state.status, state.step, state.loss_last) == ("finished", 4, 0.25)
+    assert state.best == {"metric": "accuracy", "value": 0.75, "step": 4}  # the metric from the run's task
+    assert record.status == "finished" and parse(lines[1]).v == 0

@@ -1,7 +1,6 @@
 """``train(config, run_dir)``: one run from config to saved adapter, events all the way."""
 from __future__ import annotations
 
-import math
 import os
 import resource
 import traceback
@@ -23,16 +22,10 @@ def _rank() -> int:
 
 
 def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total), counting 4-bit packed weights and ZeRO-3 partitioned ones at their real element count."""
-    trainable = total = 0
-    for param in model.parameters():
-        n = getattr(param, "ds_numel", None) or param.numel()
-        if param.__class__.__name__ == "Params4bit":
-            n = int(math.prod(param.quant_state.shape)) if getattr(param, "quant_state", None) else n * 2
-        total += n
-        if param.requires_grad:
-            trainable += n
-    return trainable, total
+    """(trainable, total): ``build.count_parameters``, kept here for its callers."""
+    from .build import count_parameters as count
+
+    return count(model)
 
 
 def explain(exc: BaseException, config) -> str:
