@@ -21,7 +21,8 @@ from .liveness import QUEUED_REASON, judge, owner_info, owner_record
 from .records import replace_last_line, write_json
 
 if TYPE_CHECKING:  # the controller imports this module
-    from .controller import Controller, Run
+    from .controller import Controller
+    from .run import Run
 
 
 def signal_group(pid: int, sig: int) -> None:
