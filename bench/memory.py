@@ -93,7 +93,7 @@ def rows(model: str, data: str, only: set, zero: bool) -> list[tuple[str, dict]]
 def run_one(name: str, changes: dict, runs_dir: str, timeout: float) -> dict:
     result = run_worker(changes, runs_dir, timeout)
     status, summary = result["status"], result["summary"]
-    measured = summary.get("measured_peak_mb")
+    measured = summary.get("run_peak_mb", summary.get("measured_peak_mb"))  # the older name
     ranks = summary.get("rank_peak_rss_mb") or []
     baseline = summary.get("baseline_rss_mb")
     if ranks and baseline and len(ranks) > 1 and all(ranks):  # the largest rank, over the same baseline

@@ -79,7 +79,7 @@ def run(config: RunConfig, store: RunStore, isolate: bool) -> tuple[dict, Option
     if isolate:
         sections = {k: v for k, v in config.to_dict().items() if k != "runs_dir"}
         result = run_worker({**sections, "distributed.launcher": "python"}, str(store.root))
-        summary, events, peak = result["summary"], result["events"], result["summary"].get("measured_peak_mb")
+        summary, events, peak = result["summary"], result["events"], result["summary"].get("run_peak_mb")
     else:
         from ftkit.engine.train import train
 

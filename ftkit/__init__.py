@@ -13,6 +13,7 @@ _LAZY = {
     "ConfigError": ("ftkit.errors", "ConfigError"),
     "Controller": ("ftkit.controller", "Controller"),
     "RunStore": ("ftkit.store", "RunStore"),
+    "RunState": ("ftkit.runstate", "RunState"),
     "estimate": ("ftkit.estimator", "estimate"),
     "advise": ("ftkit.advisor", "advise"),
     "methods": ("ftkit.methods", "methods"),

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import yaml
 
 from .errors import ConfigError
+from .printer import Printer, _fmt_eta, _table, summary_text  # noqa: F401  (printing lives in ftkit.printer)
 
 
 # ---- config from the command line -------------------------------------------
@@ -56,99 +57,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override one field, e.g. --set method.lora.r=16 (repeatable)")
 
 
-# ---- printing -----------------------------------------------------------------
-
-
-def _fmt_eta(seconds: Optional[float]) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60:02d}:{seconds % 60:02d}"
-
-
-class Printer:
-    """Turns events into a progress bar and lines on a terminal (plain lines when piped)."""
-
-    def __init__(self, stream=None, width: int = 24):
-        self.out = stream or sys.stdout
-        self.tty = self.out.isatty()
-        self.width = width
-        self._bar_open = False
-
-    def _line(self, text: str) -> None:
-        if self._bar_open:
-            self.out.write("\n")
-            self._bar_open = False
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def __call__(self, e: dict) -> None:
-        kind = e["type"]
-        if kind == "started":
-            pct = 100 * e["trainable_params"] / max(e["total_params"], 1)
-            self._line(f"training {e['method']} on {e['task']} ({e['model']}, {e['device']}): "
-                       f"{e['trainable_params']:,} of {e['total_params']:,} parameters ({pct:.3f} %), "
-                       f"{e['max_steps']} steps")
-        elif kind == "step":
-            step, total = e["step"], max(e.get("max_steps") or 1, 1)
-            filled = int(self.width * step / total)
-            bar = "█" * filled + "·" * (self.width - filled)
-            s_per_step = e.get("s_per_step")
-            eta = (total - step) * s_per_step if s_per_step else None
-            text = (f"step {step:>5}/{total} {bar} loss {e['loss']:.4f}  lr {e.get('learning_rate') or 0:.2e}  "
-                    f"{e.get('tokens_per_s') or 0:,.0f} tok/s  {e.get('rss_mb', 0):,.0f} MB  eta {_fmt_eta(eta)}")
-            if self.tty:
-                self.out.write("\r" + text)
-                self._bar_open = True
-                self.out.flush()
-            else:
-                self._line(text)
-        elif kind == "eval":
-            metrics = "  ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items() if isinstance(v, (int, float)))
-            self._line(f"eval @ {e['step']}: {metrics}")
-        elif kind == "sample":
-            for s in e["samples"][:2]:
-                self._line(f"  sample: {s['prompt']!r} -> {s['output']!r}")
-        elif kind == "checkpoint":
-            self._line(f"checkpoint @ {e['step']}: {e['path']}")
-        elif kind == "log" and e.get("level") == "error":
-            self._line(e["message"].rstrip().splitlines()[-1])
-        elif kind == "status" and e["status"] in ("paused", "stopping"):
-            self._line(f"{e['status']} at step {e.get('step')}")
-        elif kind == "ended":
-            self._line(summary_text(e["summary"]))
-
-
-def summary_text(s: dict) -> str:
-    lines = [f"run {s['run_id']}: {s['status']}" + (f" ({s['reason']})" if s.get("reason") else "")]
-    if s.get("loss_first") is not None:
-        lines.append(f"  loss {s['loss_first']:.4f} -> {s['loss_last']:.4f} over {s['steps']} steps "
-                     f"({s.get('s_per_step') or 0:.3f} s/step, {s.get('tokens_per_s') or 0:,.0f} tok/s)")
-    metrics = {k: v for k, v in (s.get("metrics") or {}).items() if isinstance(v, (int, float))}
-    if metrics:
-        lines.append("  eval " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    if s.get("trainable_params"):
-        lines.append(f"  trainable {s['trainable_params']:,} of {s['total_params']:,} ({s['trainable_pct']} %), "
-                     f"peak memory {s.get('peak_cuda_mb') or s.get('peak_rss_mb') or 0:,.0f} MB")
-    if s.get("final_dir"):
-        lines.append(f"  saved to {s['final_dir']}")
-    return "\n".join(lines)
-
-
-def _table(rows: list[dict], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(none)"
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    head = "  ".join(c.ljust(widths[c]) for c in columns)
-    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join([head] + body)
-
-
 # ---- commands -------------------------------------------------------------------
 
-
 def cmd_train(args) -> int:
+    import os
+
     from .controller import Controller
+    from .interrupts import watch
 
     config = load_config(args)
     controller = Controller(runs_dir=config.runs_dir)
@@ -156,17 +71,18 @@ def cmd_train(args) -> int:
     printer = Printer()
     if not args.quiet:
         run.subscribe(printer)
-    print(f"run {run.id} in {run.path}")
-    try:
-        run.wait()
-    except KeyboardInterrupt:
-        print("\nstopping after this step (Ctrl-C again to abandon)...")
-        run.stop()
-        run.wait()
+    print(f"run {run.id} in {run.path}", flush=True)
+    abandoned = watch(run)
+    if abandoned is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # the training thread of an in-process run cannot be joined: leave without unwinding it
+        # (an interpreter shutdown under a running torch thread aborts)
+        os._exit(abandoned)
     time.sleep(0.05)  # let the last event reach the printer
     summary = run.summary or {}
-    if args.quiet:
-        print(summary_text(summary))
+    if args.quiet or not printer.ended:
+        print(summary_text(summary or {"run_id": run.id, "status": run.status}))
     return 0 if summary.get("status") in ("finished", "stopped") else 1
 
 
@@ -188,51 +104,99 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _run_rows(runs_dir: Optional[str]) -> list[dict]:
+def _records(runs_dir: Optional[str]) -> list:
+    """Every run in the store, a run whose process died closed first (as ``failed``, with the reason)."""
+    from .records import close_if_dead
     from .store import RunStore
 
-    rows = []
+    out = []
     for record in RunStore(runs_dir).runs():
-        summary = record.summary or {}
-        config = record.config_dict()
-        best = summary.get("best") or {}
-        rows.append({
-            "id": record.id,
-            "status": record.status,
-            "method": config["method"]["name"],
-            "task": config["task"]["name"],
-            "steps": summary.get("steps", ""),
-            "best": f"{best['metric']} {best['value']:.4g}" if best else "",
-            "path": str(record.path),
-        })
-    return rows
+        close_if_dead(record)
+        out.append(record)
+    return out
+
+
+def _eval_text(metrics: dict, metric: Optional[str]) -> str:
+    value = metrics.get(metric) if metric else None
+    return f"{metric} {value:.4g}" if isinstance(value, (int, float)) else ""
+
+
+def _run_row(record) -> dict:
+    from .runstate import read_summary
+
+    summary = read_summary(record.summary) or {}
+    config = record.config_dict()
+    state = record.state() if not summary else None
+    best = summary.get("best") if summary else (state.best if state else None)
+    metrics = summary.get("metrics") if summary else state.metrics
+    metric = (best or {}).get("metric") or (state.metric if state else None)
+    if metric is None:
+        from .runstate import for_config
+
+        try:
+            metric = for_config(record.config).get("metric")
+        except Exception:
+            metric = None
+    return {
+        "id": record.id,
+        "status": record.status,
+        "method": config["method"]["name"],
+        "task": config["task"]["name"],
+        "steps": summary.get("steps", "") if summary else state.step,
+        "best": f"{best['metric']} {best['value']:.4g} @ {best.get('step')}" if best else "",
+        "final": _eval_text(metrics or {}, metric),
+        "reason": summary.get("reason") if summary else None,
+        "path": str(record.path),
+    }
+
+
+def _run_rows(runs_dir: Optional[str]) -> list[dict]:
+    return [_run_row(record) for record in _records(runs_dir)]
 
 
 def cmd_runs(args) -> int:
     rows = _run_rows(args.runs_dir)
-    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["id", "status", "method", "task", "steps", "best"]))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(rows, ["id", "status", "method", "task", "steps", "best", "final"],
+                     {"best": "best eval (@ step)", "final": "saved model's eval"}))
     return 0
 
 
-def cmd_show(args) -> int:
+def _find(runs_dir: Optional[str], run_id: str):
+    from .records import close_if_dead
     from .store import RunStore
 
+    record = RunStore(runs_dir).get(run_id)
+    close_if_dead(record)
+    return record
+
+
+def cmd_show(args) -> int:
+    import yaml as _yaml
+
     try:
-        record = RunStore(args.runs_dir).get(args.run)
+        record = _find(args.runs_dir, args.run)
     except KeyError as exc:
         print(f"ftkit: {exc.args[0]}", file=sys.stderr)
         return 2
     summary = record.summary
+    try:
+        config = record.config_dict()
+    except (OSError, ValueError):
+        config = {}
     if args.json:
         print(json.dumps({"id": record.id, "path": str(record.path), "status": record.status,
-                          "config": record.config_dict(), "summary": summary,
+                          "config": config, "summary": summary,
                           "checkpoints": [str(p) for p in record.checkpoints()]}, indent=2))
         return 0
     print(f"run {record.id} ({record.status}) in {record.path}")
-    config = record.config_dict()
-    print(f"  {config['method']['name']} on {config['task']['name']}, model {config['model']['name_or_path']}")
-    if summary:
-        print(summary_text(summary))
+    print("config:")
+    config_yaml = record.path / "config.yaml"
+    text = config_yaml.read_text() if config_yaml.is_file() else _yaml.safe_dump(config, sort_keys=False)
+    print("  " + text.rstrip().replace("\n", "\n  "))
+    print(summary_text(summary) if summary else f"run {record.id}: {record.status} (no summary yet)")
     for path in record.checkpoints():
         print(f"  checkpoint {path}")
     if args.events:
@@ -248,7 +212,7 @@ def cmd_predict(args) -> int:
     options = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed,
                "context": args.context}
     try:
-        predictor = Predictor(args.run, runs_dir=args.runs_dir)
+        predictor = Predictor(args.run, runs_dir=args.runs_dir, checkpoint=args.checkpoint)
         result = predictor.predict(text, **{k: v for k, v in options.items() if v is not None})
     except PredictError as exc:
         print(f"ftkit: {exc}", file=sys.stderr)
@@ -387,13 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan, runs_dir=None)
 
-    p = sub.add_parser("runs", help="list runs on disk")
+    p = sub.add_parser("runs", help="list runs on disk (a run whose process died is closed as failed); "
+                       "'best eval' is the best evaluation during training, 'saved model's eval' the last one")
     p.add_argument("--runs-dir")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="show one run: config, summary, checkpoints")
-    p.add_argument("run", help="run id (or a unique prefix/suffix)")
+    p.add_argument("run", help="run id (or any unique part of one)")
     p.add_argument("--runs-dir")
     p.add_argument("--events", type=int, default=0, metavar="N", help="also print the last N events")
     p.add_argument("--json", action="store_true")
@@ -403,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generated text (domain, chat, creative, translation), label and probabilities "
                        "(classification), entities with character offsets (ner) or the answer span (qa). "
                        "QA: the question as TEXT and the passage as --context, or TEXT as 'QUESTION ||| CONTEXT'.")
-    p.add_argument("run", help="run id (or a unique prefix/suffix) or run folder")
+    p.add_argument("run", help="run id (or any unique part of one) or run folder")
     p.add_argument("text", help="the input text ('-' reads it from stdin); for qa the question")
     p.add_argument("--context", help="qa: the passage the answer is found in")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="generation: tokens to generate "
@@ -411,13 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, metavar="T", help="generation: sampling temperature, 0 greedy "
                    "(default: the task's)")
     p.add_argument("--seed", type=int, help="generation: seed for sampling (default: the run's)")
+    p.add_argument("--checkpoint", metavar="DIR", help="predict from this saved checkpoint folder instead of the "
+                   "run's final model (e.g. a stopped or failed run's last checkpoint, `ftkit show RUN`)")
     p.add_argument("--runs-dir")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a run's adapter, merged model or ONNX graph, checked against the "
                        "trained model on rows of its own data")
-    p.add_argument("run", help="run id (or a unique prefix/suffix) or run folder")
+    p.add_argument("run", help="run id (or any unique part of one) or run folder")
     p.add_argument("--format", required=True, choices=["adapter", "merged", "onnx"],
                    help="adapter: peft files + tokenizer + run config; merged: full safetensors weights; "
                    "onnx: the merged model as an ONNX graph checked in onnxruntime")
@@ -465,6 +432,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyError as exc:  # unknown task/method names from the registries
         print(f"ftkit: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a run exists (ftkit train handles its own)
+        print("\nftkit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -89,14 +89,10 @@ class ExportResult:
 
 
 def run_path(run: Any, runs_dir: Optional[str] = None) -> Path:
-    """The folder of a run given as a Run, a RunRecord, a folder, or an id (or unique prefix)."""
-    from .store import RunStore
+    """The folder of a run given as a Run, a RunRecord, a folder, or an id (or any unique part of one)."""
+    from .store import run_path as resolve
 
-    if hasattr(run, "path"):
-        return Path(run.path)
-    if (Path(str(run)) / "config.json").is_file():
-        return Path(str(run))
-    return RunStore(runs_dir).get(str(run)).path  # KeyError names the missing run
+    return resolve(run, runs_dir)  # KeyError names the missing run
 
 
 def refusal(config, format: str) -> Optional[str]:

@@ -26,7 +26,6 @@ Importing this module loads no torch; loading a model does.
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -158,16 +157,11 @@ def _ready(model, config):
 
 
 def run_path(run: Any, runs_dir: Optional[str] = None) -> Path:
-    """The folder of ``run``: a ``Run`` or record (its ``path``), a run folder, or a run id or unique prefix."""
-    from .store import RunStore
+    """The folder of ``run`` (``store.run_path``), a missing run as a PredictError."""
+    from . import store
 
-    path = getattr(run, "path", None)
-    if path is not None:
-        return Path(path)
-    if isinstance(run, (str, os.PathLike)) and (Path(run) / "config.json").is_file():
-        return Path(run)
     try:
-        return RunStore(runs_dir).get(str(run)).path
+        return store.run_path(run, runs_dir)
     except KeyError as exc:
         raise PredictError(f"{exc.args[0]} (`ftkit runs` lists the runs)") from None
 
@@ -233,10 +227,13 @@ class Predictor:
         if not (weights / "config.json").is_file() and not (weights / "adapter_config.json").is_file():
             from .store import RunRecord
 
-            status = RunRecord(self.path).status
+            record = RunRecord(self.path)
+            found = record.checkpoints()
+            hint = f" ({found[-1]} is its last complete one)" if found else " (it saved none)"
             raise PredictError(
-                f"run {self.name} has no saved model in {weights} (status: {status}); "
-                "predict once it has ended, or pass checkpoint= a saved checkpoint folder"
+                f"run {self.name} has no saved model in {weights} (status: {record.status}); "
+                "predict once it has ended, or predict from a saved checkpoint: "
+                f"`ftkit predict {self.name} TEXT --checkpoint DIR` (Python: checkpoint=DIR){hint}"
             )
         return weights
 

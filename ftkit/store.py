@@ -13,11 +13,13 @@ import re
 import secrets
 import shutil
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
 from .events import FINAL_STATUSES, read_events
+from .runstate import RunState, for_config
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHECKPOINT = re.compile(r"^checkpoint-\d+$")
@@ -53,18 +55,33 @@ class RunRecord:
 
     @property
     def summary(self) -> Optional[dict]:
+        """``summary.json``, or the summary the final event carries when that file could not be written."""
         try:
             return json.loads((self.path / "summary.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        except (OSError, json.JSONDecodeError):
+            pass
+        events = self.events()
+        if events and events[-1]["type"] == "ended" and isinstance(events[-1].get("summary"), dict):
+            return events[-1]["summary"]
+        return None
+
+    def state(self) -> RunState:
+        """The run as its events say it is (``ftkit.runstate.RunState``)."""
+        try:
+            config = self.config
+        except Exception:
+            config = None
+        return RunState.fold(self.events(), **for_config(config))
 
     @property
     def status(self) -> str:
-        summary = self.summary
-        if summary and summary.get("status") in FINAL_STATUSES:
+        try:
+            summary = json.loads((self.path / "summary.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            summary = None
+        if isinstance(summary, dict) and summary.get("status") in FINAL_STATUSES:
             return summary["status"]
-        last = _last_status(self.path / "events.jsonl")
-        return last or "created"
+        return RunState.fold(self.events()).status
 
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints, oldest first (a half-written one lacks its marker)."""
@@ -91,6 +108,43 @@ class RunRecord:
         """When the run was created: its config is written right after the folder."""
         config = self.path / "config.json"
         return (config if config.exists() else self.path).stat().st_mtime
+
+
+def run_path(run, runs_dir: Optional[str] = None) -> Path:
+    """The folder of ``run``: a ``Run`` or record (its ``path``), a run folder, or an id or any unique part of one.
+
+    Raises KeyError naming what is missing (or the runs an ambiguous part matches).
+    """
+    path = getattr(run, "path", None)
+    if path is not None:
+        return Path(path)
+    if isinstance(run, (str, os.PathLike)) and (Path(run) / "config.json").is_file():
+        return Path(run)
+    return RunStore(runs_dir).get(str(run)).path
+
+
+def log_tail(run_dir, n: int = 40) -> list[str]:
+    """The last ``n`` lines of the worker's output (``logs/worker.log``), or of its log events."""
+    log = Path(run_dir) / "logs" / "worker.log"
+    if log.exists():
+        return tail_lines(log, n)
+    lines: list[str] = []
+    for event in read_events(Path(run_dir) / "events.jsonl")[0]:
+        if event["type"] == "log":
+            lines.extend(str(event.get("message", "")).splitlines())
+    return lines[-n:]
+
+
+def tail_lines(path, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line.rstrip("\r") for line in deque(text.splitlines(), maxlen=n)]
 
 
 def checkpoint_complete(folder: Path) -> bool:
@@ -138,16 +192,25 @@ def disk_full_reason(path: Union[str, os.PathLike]) -> str:
             "or set runs_dir to a folder on a disk with room")
 
 
-def _last_status(path: Path) -> Optional[str]:
-    status = None
-    for event in read_events(path)[0]:
-        if event["type"] == "status":
-            status = event["status"]
-        elif event["type"] == "started":
-            status = "running"
-        elif event["type"] == "ended":
-            status = event["status"]
-    return status
+def permission_denied(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a write refused for want of permission (a read-only folder)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)):
+            return True
+        if "permission denied" in str(exc).lower() or "read-only file system" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def permission_reason(path: Union[str, os.PathLike], exc: Optional[BaseException] = None) -> str:
+    """The fix for a run folder that cannot be written, naming where."""
+    where = getattr(exc, "filename", None) or path
+    return (f"permission denied writing {where}: make the runs folder writable again "
+            f"(e.g. chmod -R u+w {path}) and resume from the last checkpoint, "
+            "or set runs_dir to a folder you can write")
 
 
 class RunStore:
@@ -178,12 +241,16 @@ class RunStore:
         return sorted(found, key=lambda r: r.id)
 
     def get(self, run_id: str) -> RunRecord:
+        """The run whose id is ``run_id`` or, failing that, the one run whose id contains it."""
         if not RUN_ID.match(run_id or ""):
             raise KeyError(f"not a run id: {run_id!r}")
         path = self.root / run_id
-        if not (path / "config.json").is_file():
-            matches = [r for r in self.runs() if r.id.startswith(run_id) or r.id.endswith(run_id)]
-            if len(matches) == 1:
-                return matches[0]
-            raise KeyError(f"no run {run_id!r} in {self.root}" + (f" ({len(matches)} match)" if matches else ""))
-        return RunRecord(path)
+        if (path / "config.json").is_file():
+            return RunRecord(path)
+        matches = [r for r in self.runs() if run_id in r.id]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = "\n  ".join(r.id for r in matches[:20]) + ("\n  ..." if len(matches) > 20 else "")
+            raise KeyError(f"{run_id!r} matches {len(matches)} runs in {self.root}; give more of the id:\n  {shown}")
+        raise KeyError(f"no run {run_id!r} in {self.root}")

@@ -3,13 +3,12 @@
 Started by the controller directly (one process) or under torchrun / the
 deepspeed launcher (one per rank; they set RANK, LOCAL_RANK, WORLD_SIZE).
 Every rank records itself in ``RUN_DIR/ranks/rank-N.json`` (pid, host, and
-at the end its status), so the controller can tell which rank failed and
-why. Stop, pause and save-now arrive as marker files in ``RUN_DIR/control/``.
+at the end its status; written through ``ftkit.records``), so the controller
+can tell which rank failed and why. Stop, pause and save-now arrive as marker files in ``RUN_DIR/control/``.
 Exit status: 0 finished or stopped, 1 failed, 2 bad command line.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -17,27 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-
-def rank_file(run_dir: Path, rank: int) -> Path:
-    return Path(run_dir) / "ranks" / f"rank-{rank}.json"
-
-
-def update_rank(run_dir: Path, rank: int, /, **fields) -> None:
-    """Merge ``fields`` into this rank's file (written whole, atomically)."""
-    path = rank_file(run_dir, rank)
-    path.parent.mkdir(exist_ok=True)
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        data = {}
-    data.update(fields)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+from .records import update_rank
 
 
 def _init_distributed(config) -> None:

@@ -7,13 +7,16 @@ save_checkpoint/wait/log_tail``.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from ftkit.events import FINAL_STATUSES, make_event
+from ftkit.events import FINAL_STATUSES, JsonlWriter, make_event
 
 _ids = itertools.count(1)
 
@@ -177,3 +180,35 @@ def finished(config, run_id: Optional[str] = None, **kwargs) -> FakeRun:
     run.play(training_events(**kwargs))
     assert run.status in FINAL_STATUSES
     return run
+
+
+# ---- run folders as a dead worker leaves them ---------------------------------------------------
+
+
+def dead_pid() -> tuple[int, float]:
+    """The pid and start time of a process that has exited."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    created = psutil.Process(proc.pid).create_time()
+    proc.wait()
+    return proc.pid, created
+
+
+def killed_run(store, evals=((20, 0.5), (40, 1.0), (60, 0.75))):
+    """A run that evaluated, then its worker died without its final event."""
+    from ftkit.config import RunConfig
+
+    record = store.create(RunConfig.preset("demo"))
+    pid, created = dead_pid()
+    (record.path / "worker.json").write_text(json.dumps({"mode": "process", "pid": pid, "create_time": created}))
+    writer = JsonlWriter(record.path / "events.jsonl")
+    writer(make_event("status", status="starting"))
+    writer(make_event("started", max_steps=100, start_step=0, trainable_params=10, total_params=1000))
+    for step in range(1, 61):
+        writer(make_event("step", step=step, max_steps=100, loss=1.0 / step, rss_mb=500.0 + step))
+        for at, accuracy in evals:
+            if step == at:
+                writer(make_event("eval", step=step, metrics={"loss": 0.1, "accuracy": accuracy}))
+    writer.close()
+    return record

@@ -64,3 +64,90 @@ def test_train_then_runs_and_show_in_a_fresh_process(isolated_env):
 def test_show_unknown_run_is_a_clear_error(capsys):
     assert main(["show", "no-such-run"]) == 2
     assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+# ---- runs and show read every run as it is ----------------------------------------------------------
+
+
+def test_runs_and_show_close_a_run_whose_worker_died(isolated_env, capsys):
+    from _fakes import killed_run
+
+    from ftkit.liveness import AWAY_REASON
+    from ftkit.store import RunStore
+
+    record = killed_run(RunStore())
+    assert record.status == "running"
+    assert main(["runs", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["status"] == "failed" and row["reason"] == AWAY_REASON and row["best"] == "accuracy 1 @ 40"
+    assert record.events()[-1]["type"] == "ended"
+    other = killed_run(RunStore())
+    assert main(["show", other.id]) == 0
+    out = capsys.readouterr().out
+    assert f"run {other.id} (failed)" in out and AWAY_REASON in out and "best eval accuracy 1 at step 40" in out
+
+
+def test_show_reads_an_old_or_partial_summary_and_prints_the_config(isolated_env, capsys):
+    from ftkit.config import RunConfig
+    from ftkit.store import RunStore
+
+    record = RunStore().create(RunConfig.preset("demo"))
+    (record.path / "worker.json").write_text("{}")
+    # what a 2-rank run killed by a signal left: no trainable_pct, no loss, no metrics
+    (record.path / "summary.json").write_text(json.dumps({
+        "run_id": record.id, "status": "failed", "reason": "rank 1 (pid 7) was killed by SIGKILL",
+        "steps": 3, "trainable_params": 5, "total_params": 50, "measured_peak_mb": 315.0, "peak_rss_mb": 840.0}))
+    assert main(["show", record.id[-9:-3]]) == 0  # a part from the middle of the id
+    out = capsys.readouterr().out
+    assert "rank 1 (pid 7) was killed by SIGKILL" in out and "trainable 5 of 50 (10.0 %)" in out
+    assert "config:" in out and "name_or_path:" in out and "learning_rate:" in out  # the config its help promises
+    assert "peak 840 MB process RSS" in out and "the run's own 315 MB" in out
+
+
+def test_printer_prints_a_final_line_for_any_ended_event():
+    import io
+
+    from ftkit.cli import Printer
+    from ftkit.events import make_event
+
+    out = io.StringIO()
+    printer = Printer(out)
+    printer(make_event("started", max_steps=4, start_step=0))  # an older started event: no parameters
+    printer(make_event("ended", status="failed", reason="rank 1 was killed by SIGKILL",
+                       summary={"run_id": "r", "status": "failed", "reason": "rank 1 was killed by SIGKILL",
+                                "trainable_params": 5, "total_params": 50}))
+    assert printer.ended and "run r: failed (rank 1 was killed by SIGKILL)" in out.getvalue()
+
+
+def test_ambiguous_run_ids_list_the_matches(isolated_env, capsys):
+    from ftkit.config import RunConfig
+    from ftkit.store import RunStore
+
+    ids = [RunStore().create(RunConfig.preset("demo").update({"name": f"same-{i}"})).id for i in range(2)]
+    assert main(["show", "same"]) == 2
+    err = capsys.readouterr().err
+    assert "matches 2 runs" in err and all(i in err for i in ids)
+
+
+def test_runs_says_which_eval_best_is(isolated_env, capsys):
+    from _fakes import killed_run
+
+    from ftkit.store import RunStore
+
+    killed_run(RunStore())
+    assert main(["runs"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert "best eval (@ step)" in head and "saved model's eval" in head
+
+
+def test_predict_on_a_failed_run_suggests_a_flag_that_exists(isolated_env, capsys):
+    from _fakes import killed_run
+
+    from ftkit.store import RunStore
+
+    record = killed_run(RunStore())
+    assert main(["predict", record.id, "great kettle"]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint DIR" in err
+    flags = {o for a in build_parser()._subparsers._group_actions[0].choices["predict"]._actions for o in a.option_strings}
+    assert "--checkpoint" in flags

@@ -281,14 +281,14 @@ def test_kill_ends_a_worker_at_once_as_stopped():
 
 
 def test_a_worker_dying_of_memory_is_explained_with_the_first_setting_to_lower():
-    from ftkit.controller import Run, _death_reason
+    from ftkit.diagnose import death_reason
 
     controller = Controller()
-    record = controller.store.create(tiny(**{"training.batch_size": 16}))
+    config = tiny(**{"training.batch_size": 16})
+    record = controller.store.create(config)
     (record.path / "logs" / "worker.log").write_text("step 3\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
-    run = Run(controller, record.path, status="running")
-    reason = _death_reason(run, 1, attached=True)
+    reason = death_reason(record.path, config, 1, attached=True)
     assert reason.startswith("worker exited with code 1") and "training.batch_size (now 16)" in reason
     (record.path / "logs" / "worker.log").write_text("step 3\n")
-    reason = _death_reason(run, -9, attached=True)
+    reason = death_reason(record.path, config, -9, attached=True)
     assert "SIGKILL" in reason and "out-of-memory killer" in reason and "batch_size" in reason

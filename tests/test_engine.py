@@ -119,3 +119,29 @@ def test_a_failing_run_ends_as_failed_with_the_reason(tmp_path):
     assert "model.name_or_path" in summary["reason"]
     events, _ = read_events(record.path / "events.jsonl")
     assert events[-1]["type"] == "ended" and events[-1]["status"] == "failed"
+
+
+def test_the_warmup_ratio_reaches_the_scheduler_as_a_ratio_on_the_supported_transformers(tmp_path):
+    """``warmup_ratio`` is passed as ``warmup_steps`` (a float < 1), which only Transformers 5 reads as a
+    ratio: pyproject's floor must say so."""
+    import re
+    from pathlib import Path
+
+    import transformers
+
+    from ftkit.engine.train import training_arguments
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    floor = re.search(r'"transformers>=(\d+)', pyproject).group(1)
+    assert int(floor) >= 5 and int(transformers.__version__.split(".")[0]) >= int(floor)
+    config = RunConfig.preset("demo").update({"training.warmup_ratio": 0.1})
+    args = training_arguments(config, tmp_path, generate=False, has_eval=False)
+    assert args.get_warmup_steps(200) == 20
+
+
+def test_the_last_step_logs_one_eval_and_the_summary_keeps_the_best():
+    record, summary = run(quick(**{"training.max_steps": 4, "training.eval_steps": 2}))
+    evals = [e for e in read_events(record.path / "events.jsonl")[0] if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [2, 4]  # the last step's evaluation once
+    assert summary["best"] and summary["best"]["step"] in (2, 4)
+    assert summary["run_peak_mb"] is not None and "measured_peak_mb" not in summary

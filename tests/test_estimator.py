@@ -351,7 +351,7 @@ def test_summary_records_predicted_and_measured_peak(tmp_path):
     summary = train(config, tmp_path / "run")
     assert summary["status"] == "finished", summary["reason"]
     assert summary["baseline_rss_mb"] > 50
-    assert summary["predicted_peak_mb"] > 0 and summary["measured_peak_mb"] > 0
+    assert summary["predicted_peak_mb"] > 0 and summary["run_peak_mb"] > 0
     assert summary["predicted_peak_mb"] == pytest.approx(
         estimate(config, device="CPU", gpus=1).allocated_mb, abs=0.1)
 

@@ -273,7 +273,7 @@ def test_a_full_disk_fails_the_run_with_the_fix_and_keeps_the_record(reference, 
 
 
 def test_amending_the_final_event_on_a_full_disk_keeps_the_original(tmp_path, monkeypatch):
-    from ftkit.controller import _replace_last_line
+    from ftkit.records import replace_last_line
 
     lines = [{"type": "step", "time": 1.0, "step": i, "loss": 0.5} for i in (1, 2)]
     lines.append({"type": "ended", "time": 2.0, "status": "failed", "reason": "worker failed"})
@@ -288,22 +288,22 @@ def test_amending_the_final_event_on_a_full_disk_keeps_the_original(tmp_path, mo
                     f.write(b"\0" * 4096)
             assert full.value.errno == errno.ENOSPC
         else:  # a short write, then ENOSPC, as on a full disk
-            import ftkit.controller as controller
+            import ftkit.records as records
 
-            real = controller._write_all
+            real = records.write_all
 
             def short_then_full(f, data):
-                monkeypatch.setattr(controller, "_write_all", real)
+                monkeypatch.setattr(records, "write_all", real)
                 f.write(bytes(data[: len(data) // 2]))
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-            monkeypatch.setattr(controller, "_write_all", short_then_full)
+            monkeypatch.setattr(records, "write_all", short_then_full)
         with pytest.raises(OSError):
-            _replace_last_line(path, amended)
+            replace_last_line(path, amended)
         assert path.read_bytes() == original  # the final event is never lost
         if disk is not None:
             (disk / "ballast").unlink()
-        _replace_last_line(path, amended)
+        replace_last_line(path, amended)
         assert [json.loads(line) for line in path.read_text().splitlines()] == lines[:-1] + [amended]
 
 
@@ -362,3 +362,73 @@ def test_another_process_in_kernel_run_does_not_queue_ours(isolated_env):
         other.kill()
         other.wait()
     assert controller.get(foreign.id).wait(30) == "failed"  # its process gone: closed, never dropped
+
+
+# ---- interrupts of `ftkit train` -------------------------------------------------------------------
+
+
+def _first_run_with_a_checkpoint(proc, timeout=300.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = RunStore().runs()
+        if runs and runs[0].checkpoints():
+            return runs[0]
+        if proc.poll() is not None:
+            raise AssertionError("ftkit train ended early:\n" + proc.communicate()[1][-3000:])
+        time.sleep(0.1)
+    raise AssertionError("no checkpoint in time")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [("SIGINT", "SIGINT"), ("SIGTERM",), ("SIGHUP",)],
+                         ids=["two-ctrl-c", "sigterm", "sighup"])
+def test_interrupts_abandon_a_cli_run_cleanly(tmp_path, isolated_env, signals):
+    config = tmp_path / "long.yaml"
+    tiny(name="long", **{"training.max_steps": 2000}).to_yaml(config)
+    proc = subprocess.Popen([sys.executable, "-m", "ftkit.cli", "train", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        record = _first_run_with_a_checkpoint(proc)
+        for name in signals:  # two presses well within a second
+            proc.send_signal(getattr(signal, name))
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + getattr(signal, signals[-1]), (proc.returncode, err[-3000:])
+    assert "Traceback" not in err and "terminate called" not in err, err[-3000:]
+    events = assert_consistent(record)  # closed with one `ended`, last; summary agrees
+    summary = record.summary
+    assert record.status == "stopped" and summary["reason"].startswith("abandoned on ")
+    assert record.checkpoints() and str(record.checkpoints()[-1]) in summary["reason"]  # the last complete one kept
+    assert events[-1]["status"] == "stopped" and f"run {record.id}: stopped (abandoned" in out
+
+
+# ---- a runs folder that cannot be written ------------------------------------------------------------
+
+
+def test_a_read_only_runs_folder_fails_with_the_fix_and_keeps_the_record(isolated_env, monkeypatch):
+    import transformers
+
+    import ftkit.engine.train as engine_train
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.args.output_dir))
+
+    real_write = engine_train.write_json
+
+    def no_summary(path, data, *args, **kwargs):
+        if Path(path).name == "summary.json":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_write(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", refused)
+    monkeypatch.setattr(engine_train, "write_json", no_summary)
+    run = Controller().start(tiny(**{"training.max_steps": 4, "training.save_steps": 2}))
+    assert run.wait(300) == "failed"
+    reason = run.events[-1]["reason"]
+    assert reason.startswith("permission denied writing") and "chmod" in reason and "runs_dir" in reason
+    record = RunStore().get(run.id)
+    assert not (record.path / "summary.json").exists()
+    assert record.status == "failed" and record.summary["reason"] == reason  # read from the final event

@@ -55,11 +55,16 @@ def finished_run(root: Path) -> Path:
 
 
 def running_run(root: Path) -> Path:
-    return write_run(root, RUNNING, "dora", [
+    path = write_run(root, RUNNING, "dora", [
         make_event("status", status="starting"),
         make_event("started", max_steps=100, start_step=0),
         make_event("step", step=3, loss=0.9),
     ])
+    import psutil
+
+    me = psutil.Process()  # trains "in this kernel": alive as long as the tests run
+    (path / "worker.json").write_text(json.dumps({"mode": "thread", "pid": me.pid, "create_time": me.create_time()}))
+    return path
 
 
 def _free_port() -> int:
@@ -254,3 +259,34 @@ def test_server_extension_imports_no_torch():
             "print([m for m in ('torch', 'transformers', 'peft') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_rows_close_a_run_whose_process_died_and_stop_says_so(tmp_path):
+    from _fakes import killed_run
+
+    from ftkit.jupyter.runs import request_stop
+    from ftkit.liveness import AWAY_REASON
+    from ftkit.store import RunStore
+
+    record = killed_run(RunStore(tmp_path))
+    assert record.status == "running"
+    row = RunRows(tmp_path).row(record.path)
+    assert (row["status"], row["reason"]) == ("failed", AWAY_REASON)
+    assert row["best"] == {"metric": "accuracy", "value": 1.0, "step": 40}  # a killed run that evaluated
+    assert record.events()[-1]["type"] == "ended"
+    with pytest.raises(ValueError) as refused:
+        request_stop(record.path, row)
+    assert "has already ended: failed" in str(refused.value) and AWAY_REASON in str(refused.value)
+
+
+def test_stop_on_a_dead_run_answers_with_what_happened(server):
+    from _fakes import killed_run
+
+    from ftkit.liveness import AWAY_REASON
+    from ftkit.store import RunStore
+
+    record = killed_run(RunStore(server.runs))
+    status, data = server.call("POST", f"/ftkit/runs/{record.id}/stop")
+    assert status == 409 and "failed" in data["message"] and AWAY_REASON in data["message"]
+    status, data = server.call("GET", f"/ftkit/runs/{record.id}")
+    assert status == 200 and data["status"] == "failed" and data["reason"] == AWAY_REASON

@@ -144,3 +144,29 @@ def test_two_gloo_ranks_learn_and_report_each_ranks_memory(case, ds_env, capsys)
     with capsys.disabled():
         print(f"\n[{case}] loss {losses[0]:.3f} -> {losses[-1]:.3f} (mean of 4: {first:.3f} -> {last:.3f}); "
               f"peak RSS per rank {peaks} MB; train {summary['train_s']} s, wall {summary['wall_s']} s")
+
+
+@pytest.mark.slow
+def test_a_killed_rank_fails_the_run_and_every_printer_reads_it_back(ds_env, capsys):
+    import json
+    import signal
+    import time
+
+    from ftkit.cli import main
+    from ftkit.controller import Controller
+
+    run = Controller().start(two_ranks(stage=2, method="lora").update({"training.max_steps": 2000}))
+    rank1 = run.path / "ranks" / "rank-1.json"
+    deadline = time.time() + 240
+    while not run.done and time.time() < deadline and len(run.steps()) < 2:
+        time.sleep(0.1)
+    pid = json.loads(rank1.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert run.wait(240) == "failed"
+    reason = run.events[-1]["reason"]
+    assert "rank 1" in reason and "SIGKILL" in reason, reason
+    capsys.readouterr()
+    assert main(["show", run.id]) == 0  # was: exit 2, "ftkit: trainable_pct"
+    out = capsys.readouterr().out
+    assert f"run {run.id}: failed (" in out and "rank 1" in out
+    assert main(["runs"]) == 0 and "failed" in capsys.readouterr().out

@@ -47,11 +47,23 @@ class Built:
         return out
 
 
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total), counting 4-bit packed weights and ZeRO-3 partitioned ones at their real element count."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = getattr(param, "ds_numel", None) or param.numel()
+        if param.__class__.__name__ == "Params4bit":
+            n = int(math.prod(param.quant_state.shape)) if getattr(param, "quant_state", None) else n * 2
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total
+
+
 def build(config, world_size: int = 1, local_rank: int = 0) -> Built:
     from ..data import length_report, load_rows
     from ..methods import BuildContext
     from .loading import load_model, load_tokenizer
-    from .train import count_parameters
 
     t, task = config.training, config.task_spec
     tokenizer = load_tokenizer(config)

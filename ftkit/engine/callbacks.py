@@ -9,6 +9,8 @@ from transformers import TrainerCallback
 
 from ..control import REQUESTS, Control
 from ..events import make_event
+from ..records import read_json, update_rank
+from ..runstate import RunState
 
 
 def memory() -> dict:
@@ -25,57 +27,15 @@ def memory() -> dict:
     return out
 
 
-class Recorder:
-    """What the summary needs, gathered as events pass."""
-
-    def __init__(self):
-        self.started = time.time()
-        self.train_started: Optional[float] = None
-        self.first_loss: Optional[float] = None
-        self.last_loss: Optional[float] = None
-        self.step = 0
-        self.max_steps = 0
-        self.tokens = 0
-        self.peak_rss_mb = 0.0
-        self.peak_cuda_mb = 0.0
-        self.metrics: dict = {}
-        self.best: Optional[dict] = None
-        self.checkpoint: Optional[str] = None
-        self.info: dict = {}
-        self.rank_peak_rss_mb: Optional[list] = None
-
-    def see(self, event: dict) -> None:
-        kind = event["type"]
-        if kind == "step":
-            if self.first_loss is None:
-                self.first_loss = event.get("loss")
-            self.last_loss = event.get("loss", self.last_loss)
-            self.tokens = event.get("tokens", self.tokens)
-        if kind in ("step", "eval"):
-            self.step = max(self.step, event.get("step", 0))
-            self.peak_rss_mb = max(self.peak_rss_mb, event.get("rss_mb", 0))
-            self.peak_cuda_mb = max(self.peak_cuda_mb, event.get("cuda_peak_mb", 0))
-        if kind == "step" and event.get("rank_peak_rss_mb"):
-            self.rank_peak_rss_mb = event["rank_peak_rss_mb"]
-        if kind == "eval":
-            self.metrics = event["metrics"]
-        if kind == "checkpoint":
-            self.checkpoint = event["path"]
-
-    def note_best(self, name: str, value: float, step: int, greater_is_better: bool) -> None:
-        best = None if self.best is None else self.best["value"]
-        if best is None or (value > best if greater_is_better else value < best):
-            self.best = {"metric": name, "value": value, "step": step}
-
-
 class EventCallback(TrainerCallback):
     """Emits step/eval/checkpoint events from rank 0 and applies control requests on every rank."""
 
-    def __init__(self, emit: Callable[[dict], None], recorder: Recorder, control: Optional[Control],
+    def __init__(self, emit: Callable[[dict], Any], state: RunState, control: Optional[Control],
                  task_data: Any, tokenizer: Any, metric: str, greater_is_better: bool, started: dict,
                  run_dir: Any = None):
         self.emit = emit
-        self.rec = recorder
+        self.state = state
+        self.last_eval_step: Optional[int] = None
         self.ctl = control
         self.task_data = task_data
         self.tokenizer = tokenizer
@@ -89,16 +49,16 @@ class EventCallback(TrainerCallback):
     # ---- lifecycle --------------------------------------------------------
 
     def on_train_begin(self, args, state, control, **kw):
-        self.rec.train_started = time.time()
         self._rank_memory(args, state)
-        self.rec.max_steps = state.max_steps
+        self.state.max_steps = state.max_steps
         self._last_log = (time.time(), state.global_step, state.num_input_tokens_seen or 0)
         if state.is_world_process_zero:
             self.emit(make_event("started", max_steps=state.max_steps, start_step=state.global_step,
-                                 world_size=args.world_size, **self.started_info, **memory()))
+                                 world_size=args.world_size, metric=self.metric, greater_is_better=self.greater,
+                                 **self.started_info, **memory()))
 
     def on_train_end(self, args, state, control, **kw):
-        self.rec.step = state.global_step
+        self.state.step = max(self.state.step, state.global_step)
 
     def on_step_end(self, args, state, control, **kw):
         if state.global_step >= state.max_steps:
@@ -150,8 +110,6 @@ class EventCallback(TrainerCallback):
         import os
         import resource
 
-        from ..worker import update_rank
-
         rank = args.process_index
         rss = psutil.Process().memory_info().rss / 2**20
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -162,15 +120,11 @@ class EventCallback(TrainerCallback):
             return {}
         if rank != 0:
             return {}
-        import json
-        from pathlib import Path
+        from ..records import rank_file
 
         now, peaks = [], []
         for r in range(args.world_size):
-            try:
-                data = json.loads((Path(self.run_dir) / "ranks" / f"rank-{r}.json").read_text())
-            except (OSError, ValueError):
-                data = {}
+            data = read_json(rank_file(self.run_dir, r)) or {}
             now.append(data.get("rss_mb"))
             peaks.append(data.get("peak_rss_mb"))
         return {"rank_rss_mb": now, "rank_peak_rss_mb": peaks}
@@ -198,17 +152,17 @@ class EventCallback(TrainerCallback):
             tokens_per_s=round((tokens - tokens0) / dt, 1),
             samples_per_s=round(steps * batch / dt, 2),
             s_per_step=round(dt / steps, 4) if steps else None,
-            elapsed=round(now - (self.rec.train_started or now), 2),
+            elapsed=round(now - (self.state.started_time or now), 2),
             **memory(),
             **ranks,
         )
         self._last_log = (now, state.global_step, tokens)
-        self.rec.see(event)
         self.emit(event)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
         if not state.is_world_process_zero or not metrics:
             return
+        self.last_eval_step = state.global_step
         clean = {k[5:] if k.startswith("eval_") else k: v for k, v in metrics.items()
                  if not k.endswith(("_runtime", "_per_second")) and k not in ("epoch", "num_input_tokens_seen")}
         if self.task_data.from_loss and "loss" in clean:
@@ -228,19 +182,14 @@ class EventCallback(TrainerCallback):
                 clean.update(self.task_data.sample_metrics(samples))
         event = make_event("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4),
                            metrics=clean, **memory())
-        self.rec.see(event)
-        if self.metric in clean:
-            self.rec.note_best(self.metric, clean[self.metric], state.global_step, self.greater)
-        self.emit(event)
-        if samples is not None:
+        fresh = self.emit(event) is not False  # the run's state drops an evaluation reported twice
+        if samples is not None and fresh:
             self.emit(make_event("sample", step=state.global_step, samples=samples))
 
     def on_save(self, args, state, control, **kw):
         if state.is_world_process_zero:
             path = f"{args.output_dir}/checkpoint-{state.global_step}"
-            event = make_event("checkpoint", step=state.global_step, path=path)
-            self.rec.see(event)
-            self.emit(event)
+            self.emit(make_event("checkpoint", step=state.global_step, path=path))
 
 
 class StepHook(TrainerCallback):

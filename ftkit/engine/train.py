@@ -1,20 +1,20 @@
 """``train(config, run_dir)``: one run from config to saved adapter, events all the way."""
 from __future__ import annotations
 
-import json
-import math
 import os
 import resource
-import time
 import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..control import Control
+from ..diagnose import first_memory_setting
 from ..errors import ConfigError
 from ..events import JsonlWriter, fanout, make_event
-from ..store import RunRecord, disk_full, disk_full_reason
-from .callbacks import EventCallback, Recorder, StepHook, memory
+from ..records import write_json
+from ..runstate import RunState, for_config
+from ..store import RunRecord, disk_full, disk_full_reason, permission_denied, permission_reason
+from .callbacks import EventCallback, StepHook, memory
 
 
 def _rank() -> int:
@@ -22,16 +22,10 @@ def _rank() -> int:
 
 
 def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total), counting 4-bit packed weights and ZeRO-3 partitioned ones at their real element count."""
-    trainable = total = 0
-    for param in model.parameters():
-        n = getattr(param, "ds_numel", None) or param.numel()
-        if param.__class__.__name__ == "Params4bit":
-            n = int(math.prod(param.quant_state.shape)) if getattr(param, "quant_state", None) else n * 2
-        total += n
-        if param.requires_grad:
-            trainable += n
-    return trainable, total
+    """(trainable, total): ``build.count_parameters``, kept here for its callers."""
+    from .build import count_parameters as count
+
+    return count(model)
 
 
 def explain(exc: BaseException, config) -> str:
@@ -40,14 +34,7 @@ def explain(exc: BaseException, config) -> str:
     if isinstance(exc, ConfigError):
         return str(exc)
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-        t = config.training
-        first = (
-            f"lower training.batch_size (now {t.batch_size}) and raise gradient_accumulation_steps"
-            if t.batch_size > 1 else
-            "turn on training.gradient_checkpointing" if not t.gradient_checkpointing else
-            f"lower training.max_seq_length (now {t.max_seq_length}) or set quantization.bits=4"
-        )
-        return f"out of memory: {first}. ({text})"
+        return f"out of memory: {first_memory_setting(config)}. ({text})"
     return text
 
 
@@ -80,7 +67,7 @@ def training_arguments(config, output_dir: Path, generate: bool, has_eval: bool,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,
+        warmup_steps=t.warmup_ratio,  # Transformers 5 reads a float < 1 as a ratio (pyproject's floor is 5.0)
         weight_decay=t.weight_decay,
         optim=t.optimizer,
         num_train_epochs=t.num_epochs,
@@ -119,18 +106,21 @@ def train(config, run_dir, emit: Optional[Callable[[dict], None]] = None,
     is_main = _rank() == 0
     writer = JsonlWriter(run_dir / "events.jsonl") if is_main else None
     sink = fanout(*(s for s in (writer, emit) if s is not None))
-    rec = Recorder()
-    rec.baseline_rss_mb = memory()["rss_mb"]  # the process before the run: Python, torch, transformers
-    rec.baseline_maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    state = RunState(**for_config(config))
+    # the process before the run: Python, torch, transformers
+    baseline = {"rss_mb": memory()["rss_mb"], "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
-    def say(event: dict) -> None:
-        rec.see(event)
+    def say(event: dict) -> bool:
+        """Fold the event into the run's state and send it on; False for one that repeats the last."""
+        if not state.apply(event):
+            return False
         sink(event)
+        return True
 
     status, reason = "finished", None
     try:
         say(make_event("status", status="starting", pid=os.getpid(), **memory()))
-        stopped = _train(config, run_dir, say, control, rec)
+        stopped = _train(config, run_dir, say, control, state)
         if stopped:
             status, reason = "stopped", "stopped on request"
     except KeyboardInterrupt:
@@ -141,16 +131,17 @@ def train(config, run_dir, emit: Optional[Callable[[dict], None]] = None,
             if is_main:  # half-written files are useless: their room lets the record be completed
                 RunRecord(run_dir).drop_partial_writes()
             reason = f"{disk_full_reason(run_dir)} ({reason})"
+        elif permission_denied(exc):
+            reason = f"{permission_reason(run_dir, exc)} ({reason})"
         if is_main:
             say(make_event("log", level="error", message=traceback.format_exc()[-4000:]))
-    summary = _summary(config, run_dir, rec, status, reason)
+    summary = state.summary_for(run_dir.name, status, reason, config, **_safe_peak_check(config, state, baseline),
+                                final_dir=str(run_dir / "final") if (run_dir / "final").exists() else None)
     if is_main:
-        tmp = run_dir / "summary.json.tmp"
         try:
-            tmp.write_text(json.dumps(summary, indent=2))
-            tmp.replace(run_dir / "summary.json")
-        except OSError:  # a disk still full: the final event below still carries the summary
-            tmp.unlink(missing_ok=True)
+            write_json(run_dir / "summary.json", summary)
+        except OSError:  # a disk still full or a folder made read-only: the final event carries the summary
+            pass
         say(make_event("ended", status=status, reason=reason, summary=summary))
     if writer is not None:
         try:
@@ -160,7 +151,7 @@ def train(config, run_dir, emit: Optional[Callable[[dict], None]] = None,
     return summary
 
 
-def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder) -> bool:
+def _train(config, run_dir: Path, say, control: Optional[Control], state: RunState) -> bool:
     import transformers
     from transformers import PrinterCallback, Seq2SeqTrainer, Trainer
 
@@ -186,7 +177,7 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
     train_rows, eval_rows = built.train_rows, built.eval_rows
     log(f"data: {len(train_rows)} training and {len(eval_rows)} evaluation rows; model: {config.model_name}")
     trainable, total = count_parameters(model)
-    rec.info = {"trainable_params": trainable, "total_params": total}
+    state.info.update(trainable_params=trainable, total_params=total)  # before `started`, for an early failure
     log(f"method: {method.title}, {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f} %)")
 
     task_data = task.prepare(TaskContext(
@@ -199,7 +190,7 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
         args.generation_max_length = task_data.generation_kwargs.get("max_length", t.max_seq_length)
         args.generation_num_beams = task_data.generation_kwargs.get("num_beams", 1)
     callback = EventCallback(
-        say, rec, control, task_data, tokenizer, task.metric, task.greater_is_better,
+        say, state, control, task_data, tokenizer, task.metric, task.greater_is_better,
         run_dir=run_dir,
         started=dict(device=device_type(), trainable_params=trainable, total_params=total,
                      method=method.name, task=task.name, model=config.model_name,
@@ -217,8 +208,7 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
     )
     trainer.remove_callback(PrinterCallback)  # events replace its printed dicts
     trainer.train(resume_from_checkpoint=_checkpoint(config))
-    ended_on_eval = t.eval_steps and trainer.state.global_step % t.eval_steps == 0
-    if has_eval and not callback.stopped and not ended_on_eval:
+    if has_eval and not callback.stopped and callback.last_eval_step != trainer.state.global_step:
         trainer.evaluate()
     final = run_dir / "final"
     trainer.save_model(str(final))
@@ -229,22 +219,13 @@ def _train(config, run_dir: Path, say, control: Optional[Control], rec: Recorder
 
 
 def _checkpoint(config) -> Optional[str]:
-    """The checkpoint folder ``resume_from`` names (a folder, or a run id: its latest)."""
+    """The checkpoint folder ``resume_from`` names (a folder, or a run id: its latest): ``launch.resolve_checkpoint``."""
     if not config.resume_from:
         return None
-    path = Path(config.resume_from).expanduser()
-    if path.is_dir() and (path / "trainer_state.json").exists():
-        return str(path)
-    from ..store import RunStore
+    from ..launch import resolve_checkpoint
+    from ..store import runs_root
 
-    try:
-        record = RunStore(config.runs_dir).get(config.resume_from)
-    except KeyError:
-        record = None
-    found = record.checkpoints() if record else []
-    if not found:
-        raise ConfigError([("resume_from", f"{config.resume_from!r} is neither a checkpoint folder nor a run with checkpoints")])
-    return str(found[-1])
+    return str(resolve_checkpoint(config.resume_from, runs_root(config.runs_dir)))
 
 
 def _deepspeed_config(config) -> Optional[dict]:
@@ -255,14 +236,14 @@ def _deepspeed_config(config) -> Optional[dict]:
     return render(config)
 
 
-def _peak_check(config, rec: Recorder) -> dict:
+def _peak_check(config, state: RunState, baseline: dict) -> dict:
     """The estimator's predicted peak for this run's device next to the measured one (MB): GPU memory
     allocated by torch on a GPU, RSS above the process's baseline on a CPU."""
     import torch
 
     from ..estimator import predicted_peak_mb
 
-    baseline = getattr(rec, "baseline_rss_mb", None)
+    start_rss = baseline.get("rss_mb")
     cuda = torch.cuda.is_available()
     try:
         device = torch.cuda.get_device_name() if cuda else "CPU"
@@ -275,50 +256,14 @@ def _peak_check(config, rec: Recorder) -> dict:
         # the process's lifetime peak is this run's only if it grew during the run (a kernel may
         # have trained before); otherwise the peak sampled at each step stands in
         lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak = lifetime if lifetime > getattr(rec, "baseline_maxrss_mb", 0) else rec.peak_rss_mb
-        measured = round(peak - baseline, 1) if baseline and peak else None
-    return {"baseline_rss_mb": baseline, "predicted_peak_mb": predicted, "measured_peak_mb": measured}
+        peak = lifetime if lifetime > baseline.get("maxrss_mb", 0) else state.peak_rss_mb
+        measured = round(peak - start_rss, 1) if start_rss and peak else None
+    # run_peak_mb: what the run itself added (see runstate.SUMMARY_KEYS), to hold against predicted_peak_mb
+    return {"baseline_rss_mb": start_rss, "predicted_peak_mb": predicted, "run_peak_mb": measured}
 
 
-def _safe_peak_check(config, rec: Recorder) -> dict:
+def _safe_peak_check(config, state: RunState, baseline: dict) -> dict:
     try:
-        return _peak_check(config, rec)
+        return _peak_check(config, state, baseline)
     except Exception:  # a summary is written whatever the estimator thinks
         return {}
-
-
-def _summary(config, run_dir: Path, rec: Recorder, status: str, reason: Optional[str]) -> dict:
-    now = time.time()
-    train_s = now - rec.train_started if rec.train_started else 0.0
-    steps_done = rec.step
-    info = rec.info
-    return {
-        "run_id": run_dir.name,
-        "status": status,
-        "reason": reason,
-        "method": config.method.name,
-        "task": config.task.name,
-        "model": config.model_name,
-        "bits": config.bits,
-        "zero_stage": config.distributed.zero_stage,
-        "steps": steps_done,
-        "max_steps": rec.max_steps,
-        "loss_first": rec.first_loss,
-        "loss_last": rec.last_loss,
-        "metrics": rec.metrics,
-        "best": rec.best,
-        "trainable_params": info.get("trainable_params"),
-        "total_params": info.get("total_params"),
-        "trainable_pct": round(100 * info["trainable_params"] / info["total_params"], 4) if info.get("total_params") else None,
-        "wall_s": round(now - rec.started, 2),
-        "train_s": round(train_s, 2),
-        "s_per_step": round(train_s / steps_done, 4) if steps_done else None,
-        "tokens_seen": rec.tokens,
-        "tokens_per_s": round(rec.tokens / train_s, 1) if train_s and rec.tokens else None,
-        "peak_rss_mb": rec.peak_rss_mb or None,
-        "rank_peak_rss_mb": rec.rank_peak_rss_mb,
-        "peak_cuda_mb": rec.peak_cuda_mb or None,
-        **_safe_peak_check(config, rec),
-        "checkpoint": rec.checkpoint,
-        "final_dir": str(run_dir / "final") if (run_dir / "final").exists() else None,
-    }

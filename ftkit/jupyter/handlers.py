@@ -2,7 +2,8 @@
 
 GET  ftkit/runs               {"runs_dir": str, "runs": [row, ...]} newest first
 GET  ftkit/runs/<id>          row + "path", "config", "summary"
-POST ftkit/runs/<id>/stop     202 {"id", "status": "stopping"}; 409 when the run is not active
+POST ftkit/runs/<id>/stop     202 {"id", "status": "stopping"}; 409 when the run has ended, saying how
+                              (a run whose process died is closed as failed first)
 GET  ftkit/template           {"name": "quickstart.ipynb", "content": nbformat-4 JSON}
 
 A row: id, status, method, task, model, best ({metric, value, step} or null),
@@ -51,7 +52,7 @@ class StopHandler(_Base):
     def post(self, run_id: str) -> None:
         path = self.run_folder(run_id)
         try:
-            request_stop(path, self.rows.row(path)["status"])
+            request_stop(path, self.rows.row(path))
         except ValueError as exc:
             raise web.HTTPError(409, str(exc)) from None
         self.set_status(202)

@@ -4,18 +4,20 @@ A run id is a folder name inside the runs folder and nothing else: ids are
 checked against the store's strict pattern and the resolved folder must sit
 directly inside the runs folder, so no request reaches a path outside it.
 Events of unfinished runs are read incrementally (from the last byte offset
-seen), so polling every couple of seconds stays cheap on long runs.
+seen) into a ``RunState``, so polling every couple of seconds stays cheap on
+long runs. An unfinished run whose process is gone (``ftkit.liveness``) is
+closed as ``failed`` with the reason before it is shown.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..control import Control
-from ..controller import ACTIVE
 from ..events import FINAL_STATUSES, read_events
+from ..records import close_if_dead
+from ..runstate import ACTIVE, RunState, for_config, read_summary
 from ..store import RUN_ID, RunRecord
 
 
@@ -45,10 +47,8 @@ def run_path(root: Path, run_id: str) -> Path:
 class _Progress:
     """What the events of one run said so far, and where reading stopped."""
 
+    state: RunState
     offset: int = 0
-    status: Optional[str] = None
-    step: Optional[int] = None
-    max_steps: Optional[int] = None
 
 
 @dataclass
@@ -77,49 +77,63 @@ class RunRows:
         config = record.config_dict()
         summary = record.summary or {}
         final = summary.get("status") in FINAL_STATUSES
-        progress = self._read(path, final)
-        best = summary.get("best") or None
+        if not final and close_if_dead(record):  # its process died: closed as failed, with the reason
+            summary = record.summary or {}
+            final = summary.get("status") in FINAL_STATUSES
+        state = self._read(record, final)
+        if final:
+            summary = read_summary(summary)
+            best = summary.get("best") or None
+            status, steps, max_steps = summary["status"], summary.get("steps"), summary.get("max_steps")
+        else:
+            best, status, steps, max_steps = state.best, state.status, state.step or None, state.max_steps or None
         return {
             "id": record.id,
-            "status": summary["status"] if final else (progress.status or "created"),
+            "status": status,
             "method": config["method"]["name"],
             "task": config["task"]["name"],
             "model": config.get("model", {}).get("name_or_path"),
             "best": best and {"metric": best["metric"], "value": best["value"], "step": best.get("step")},
             "started": record.started,
-            "steps": summary.get("steps", progress.step),
-            "max_steps": summary.get("max_steps") or progress.max_steps,
-            "reason": summary.get("reason"),
+            "steps": steps,
+            "max_steps": max_steps,
+            "reason": summary.get("reason") if final else None,
         }
 
     def detail(self, path: Path) -> dict:
         record = RunRecord(path)
         return {**self.row(path), "path": str(path), "config": record.config_dict(), "summary": record.summary}
 
-    def _read(self, path: Path, final: bool) -> _Progress:
+    def _read(self, record: RunRecord, final: bool) -> RunState:
+        path = record.path
         with self._lock:
             if final:  # the summary says it all; nothing more to follow
-                return self._progress.pop(path.name, None) or _Progress()
-            progress = self._progress.setdefault(path.name, _Progress())
+                self._progress.pop(path.name, None)
+                return RunState()
+            progress = self._progress.get(path.name)
+            if progress is None:
+                try:
+                    config = record.config
+                except Exception:
+                    config = None
+                progress = self._progress[path.name] = _Progress(RunState(**for_config(config)))
             events, progress.offset = read_events(path / "events.jsonl", progress.offset)
             for event in events:
-                kind = event.get("type")
-                if kind in ("status", "ended"):
-                    progress.status = event.get("status", progress.status)
-                elif kind == "started":
-                    progress.status = "running"
-                    progress.max_steps = event.get("max_steps", progress.max_steps)
-                if kind in ("step", "eval", "checkpoint") and event.get("step") is not None:
-                    progress.step = event["step"]
-            return progress
+                progress.state.apply(event)
+            return progress.state
 
 
-def request_stop(path: Path, status: str) -> None:
+def request_stop(path: Path, row) -> None:
     """Ask a run to stop after its current step, as the controller's Stop button does.
 
-    The marker file in ``run_dir/control/`` reaches a run training in a
-    kernel's thread and a worker subprocess alike.
+    ``row`` is the run's row (or just its status). The marker file in
+    ``run_dir/control/`` reaches a run training in a kernel's thread and a
+    worker subprocess alike. A run that has ended (a dead one is closed
+    first, by ``RunRows.row``) raises ValueError saying how it ended.
     """
+    row = row if isinstance(row, dict) else {"status": row}
+    status = row.get("status")
     if status not in ACTIVE:
-        raise ValueError(f"run {path.name!r} is {status}, not running: there is nothing to stop")
+        why = f" ({row['reason']})" if row.get("reason") else ""
+        raise ValueError(f"run {path.name!r} has already ended: {status}{why}; there is nothing to stop")
     Control(path).request("stop")

@@ -5,6 +5,8 @@ import html
 import numbers
 from typing import Any, Iterable, Optional
 
+from ..units import duration  # noqa: F401  (re-exported for the views)
+
 
 def esc(value: Any, limit: Optional[int] = None) -> str:
     text = "" if value is None else str(value)
@@ -25,15 +27,6 @@ def number(value: Any, digits: int = 4) -> str:
             return f"{value:.3g}"
         return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
     return esc(value)
-
-
-def duration(seconds: Optional[float]) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
 
 
 TABLE_STYLE = "border-collapse:collapse;font-size:0.9em"

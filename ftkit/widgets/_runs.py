@@ -30,10 +30,20 @@ def config(run: Any) -> Optional[Any]:
 
 
 def summary(run: Any) -> Optional[dict]:
+    """The run's summary with every key present, whatever its age (``runstate.read_summary``)."""
+    from ..runstate import read_summary
+
     try:
-        return run.summary
+        return read_summary(run.summary)
     except Exception:
         return None
+
+
+def state(run: Any):
+    """The run as its events say it is: a ``ftkit.runstate.RunState`` (for the dashboard and the comparison)."""
+    from ..runstate import RunState, for_config
+
+    return RunState.fold(events(run), **for_config(config(run)))
 
 
 def status(run: Any, fallback: str = "") -> str:

@@ -14,12 +14,12 @@ from typing import Any, Optional
 import ipywidgets as widgets
 from plotly.subplots import make_subplots
 
+from ..runstate import ACTIVE, RunState, for_config, read_summary
 from . import _runs
 from ._feed import EventFeed
 from ._html import duration, esc, number, table
 from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, fit_width, push
 
-ACTIVE = ("queued", "starting", "running", "paused", "stopping")
 STATUS_COLORS = {"running": "#1565c0", "paused": "#ef6c00", "finished": "#2e7d32", "failed": "#c62828",
                  "stopped": "#6d4c41", "stopping": "#6d4c41", "queued": "#616161", "starting": "#616161"}
 
@@ -38,15 +38,10 @@ class Dashboard(widgets.VBox):
         self.run = _runs.resolve(run, controller)
         self._log_lines = log_lines
         self._status = _runs.status(self.run, "created")
-        self._step = 0
-        self._max_steps = 0
-        self._start_step = 0
+        self.state = RunState(**for_config(_runs.config(self.run)))  # the run as its events say it is
         self._start_elapsed: Optional[tuple[float, int]] = None  # (elapsed, step) of the first step event
         self._elapsed: Optional[float] = None
-        self._info: dict = {}
-        self._metrics: dict = {}
         self._summary: Optional[dict] = None
-        self._reason: Optional[str] = None
         self._samples: Optional[dict] = None
         self._log = collections.deque(maxlen=200)
         self._dirty: set[str] = set()
@@ -150,15 +145,14 @@ class Dashboard(widgets.VBox):
         with self._lock:
             for event in events:
                 self._events += 1
+                if not self.state.apply(event):
+                    continue  # an evaluation reported twice
                 handler = getattr(self, "_on_" + str(event.get("type")), None)
                 if handler is not None:
                     handler(event)
             self._render()
 
     def _on_started(self, e: dict) -> None:
-        self._info = {k: v for k, v in e.items() if k not in ("type", "time")}
-        self._max_steps = e.get("max_steps") or self._max_steps
-        self._start_step = e.get("start_step") or 0
         self._status = "running"
         trainable, total = e.get("trainable_params"), e.get("total_params")
         share = f" ({100 * trainable / total:.3f} %)" if trainable and total else ""
@@ -167,8 +161,6 @@ class Dashboard(widgets.VBox):
 
     def _on_step(self, e: dict) -> None:
         step = e.get("step", self._step)
-        self._step = max(self._step, step)
-        self._max_steps = e.get("max_steps") or self._max_steps
         if e.get("elapsed") is not None:
             if self._start_elapsed is None:
                 self._start_elapsed = (e["elapsed"], step)
@@ -187,7 +179,6 @@ class Dashboard(widgets.VBox):
 
     def _on_eval(self, e: dict) -> None:
         step, metrics = e.get("step", self._step), e.get("metrics") or {}
-        self._metrics = metrics
         if metrics.get("loss") is not None:
             self._streams["eval_loss"].add(step, metrics["loss"])
         for name, value in metrics.items():
@@ -217,7 +208,6 @@ class Dashboard(widgets.VBox):
 
     def _on_ended(self, e: dict) -> None:
         self._status = e.get("status", "finished")
-        self._reason = e.get("reason")
         self._summary = e.get("summary") or _runs.summary(self.run) or {}
         self._note(f"ended: {self._status}" + (f" ({self._reason})" if self._reason else ""))
         if self._status == "failed":
@@ -228,6 +218,20 @@ class Dashboard(widgets.VBox):
     def _note(self, line: str, level: Optional[str] = None) -> None:
         self._log.append((level or "info", line))
         self._dirty.add("log")
+
+    # the run's numbers, read from its state
+
+    @property
+    def _step(self) -> int:
+        return self.state.step
+
+    @property
+    def _max_steps(self) -> int:
+        return self.state.max_steps
+
+    @property
+    def _reason(self) -> Optional[str]:
+        return self.state.reason
 
     # ---- drawing --------------------------------------------------------------
 
@@ -362,7 +366,7 @@ class Dashboard(widgets.VBox):
 
 def summary_html(summary: dict, status: str, reason: Optional[str]) -> str:
     """The end-of-run card."""
-    s = summary or {}
+    s = read_summary(summary or {})
     metrics = s.get("metrics") or {}
     best = s.get("best") or {}
     pct = s.get("trainable_pct")
@@ -377,7 +381,10 @@ def summary_html(summary: dict, status: str, reason: Optional[str]) -> str:
                                  + (f" ({pct:.3f} %)" if isinstance(pct, (int, float)) else "")),
         ("wall time", f"{duration(s.get('wall_s'))} (training {duration(s.get('train_s'))})"),
         ("speed", f"{number(s.get('s_per_step'))} s/step, {number(s.get('tokens_per_s'))} tokens/s"),
-        ("peak memory", f"{number(peak)} MB ({'CUDA' if s.get('peak_cuda_mb') else 'RSS'})" if peak else "-"),
+        ("peak memory", f"{number(peak)} MB ({'CUDA allocated' if s.get('peak_cuda_mb') else 'process RSS'})"
+                        if peak else "-"),
+        ("the run's own memory", f"{number(s.get('run_peak_mb'))} MB (predicted {number(s.get('predicted_peak_mb'))} MB)"
+                                 if s.get("run_peak_mb") is not None else "-"),
         ("saved to", esc(s.get("final_dir") or s.get("checkpoint") or "-")),
     ]
     color = STATUS_COLORS.get(status, "#333")

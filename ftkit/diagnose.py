@@ -1,0 +1,102 @@
+"""Why a run died, in words a user can act on: from the exit code, the worker's log and the rank files.
+
+Also the one home of the out-of-memory advice (the first setting to lower),
+used by the engine for an error it caught and here for a worker that died.
+"""
+from __future__ import annotations
+
+import re
+import signal
+from typing import Any, Optional
+
+from .liveness import AWAY_REASON, process_alive
+from .records import read_ranks
+from .store import LOW_SPACE, disk_full_reason, free_bytes, log_tail
+
+
+def first_memory_setting(config: Any) -> str:
+    """The first setting to lower when a run of ``config`` runs out of memory."""
+    try:
+        t = config.training
+    except Exception:
+        return "lower training.batch_size"
+    if t.batch_size > 1:
+        return f"lower training.batch_size (now {t.batch_size}) and raise gradient_accumulation_steps"
+    if not t.gradient_checkpointing:
+        return "turn on training.gradient_checkpointing"
+    return f"lower training.max_seq_length (now {t.max_seq_length}) or set quantization.bits=4"
+
+
+def rank_failures(run_dir) -> list[str]:
+    out = []
+    for data in read_ranks(run_dir):
+        rank = data.get("rank")
+        if data.get("status") == "failed":
+            out.append(f"rank {rank} failed: {data.get('reason')}")
+        elif data.get("status") == "running" and data.get("pid") and not process_alive(data["pid"]):
+            out.append(f"rank {rank} (pid {data['pid']}) died")
+    return out
+
+
+def launcher_root_cause(lines: list[str]) -> Optional[str]:
+    """The rank torchrun names as the first failure ("Root Cause"), if its report is in the log."""
+    text = "\n".join(lines)
+    found = re.findall(r"rank\s*:\s*(\d+)\s*\(local_rank:[^)]*\)\s*\n\s*exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?", text)
+    if not found:
+        return None
+    rank, code, pid = found[-1]
+    code = int(code)
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else (
+        f"exited with code {code}")
+    return f"rank {rank}{f' (pid {pid})' if pid else ''} {how}"
+
+
+def _several_ranks(config: Any) -> bool:
+    from . import launch
+
+    try:
+        return launch.world_size(config) > 1
+    except Exception:
+        return False
+
+
+def death_reason(run_dir, config: Any, exit_code: Optional[int], attached: bool) -> str:
+    """Why a worker ended without its final event."""
+    if not attached:
+        return AWAY_REASON
+    if exit_code is not None and exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        text = f"worker killed by {name}"
+    else:
+        text = f"worker exited with code {exit_code} before its final event"
+    lines = log_tail(run_dir, 200)
+    if _several_ranks(config):
+        cause = launcher_root_cause(lines)
+        ranks = [cause] if cause else rank_failures(run_dir)
+        text = "; ".join([text] + ranks)
+    tail = "\n".join(lines[-60:]).lower()
+    first = first_memory_setting(config)
+    free = free_bytes(run_dir)
+    if "no space left" in tail or (free is not None and free < LOW_SPACE):
+        text += f" ({disk_full_reason(run_dir)})"
+    elif "out of memory" in tail or "memoryerror" in tail or "outofmemory" in tail:
+        text += f" (out of memory: {first})"
+    elif exit_code in (-9, 137) or "sigkill" in text.lower():
+        text += f" (if nothing else killed it, the out-of-memory killer did: {first})"
+    return text
+
+
+def failed_end_reason(run_dir, config: Any, reason: Optional[str]) -> str:
+    """A worker's own ``failed`` reason, with the rank that failed first when there were several."""
+    reason = reason or "failed"
+    if _several_ranks(config):
+        cause = launcher_root_cause(log_tail(run_dir, 200))
+        causes = [cause] if cause else [c for c in rank_failures(run_dir) if not c.startswith("rank 0 ")]
+        if causes:
+            reason = "; ".join(causes) + f" (rank 0 then: {reason})"
+            if any("SIGKILL" in c for c in causes):
+                reason += "; if nothing else killed it, the out-of-memory killer did: " + first_memory_setting(config)
+    return reason
