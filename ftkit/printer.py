@@ -67,6 +67,8 @@ class Printer:
         elif kind == "log" and e.get("level") == "error":
             lines = str(e.get("message", "")).rstrip().splitlines()
             self._line(lines[-1] if lines else "error")
+        elif kind == "log" and e.get("level") == "warning":  # e.g. rows cut or dropped by max_seq_length
+            self._line(str(e.get("message", "")))
         elif kind == "status" and e.get("status") in ("paused", "stopping"):
             self._line(f"{e['status']} at step {e.get('step')}")
         elif kind == "ended":

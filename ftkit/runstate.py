@@ -35,6 +35,8 @@ SUMMARY_KEYS: dict[str, Any] = {
     "peak_rss_mb": None, "peak_cuda_mb": None, "rank_peak_rss_mb": None, "baseline_rss_mb": None,
     "predicted_peak_mb": None, "run_peak_mb": None,
     "checkpoint": None, "final_dir": None, "exit_code": None,
+    # rows per split, how many max_seq_length cut or dropped, the length that keeps 95 % whole; data warnings
+    "data": None,
 }
 #: keys renamed since: old name -> new name (old summaries still read)
 RENAMED = {"measured_peak_mb": "run_peak_mb"}
@@ -125,7 +127,7 @@ class RunState:
             if not self.done and event.get("status") in STATUSES:
                 self.status = event["status"]
         elif kind == "started":
-            self.info = {k: v for k, v in event.items() if k not in ("type", "time", "v")}
+            self.info.update({k: v for k, v in event.items() if k not in ("type", "time", "v")})
             self.max_steps = event.get("max_steps") or self.max_steps
             self.start_step = event.get("start_step") or 0
             self.started_time = when
@@ -223,6 +225,7 @@ class RunState:
             "rank_peak_rss_mb": self.rank_peak_rss_mb,
             "peak_cuda_mb": self.peak_cuda_mb or None,
             "checkpoint": self.checkpoint,
+            "data": self.info.get("data"),
         })
         out.pop("exit_code")  # only a run closed for its worker has one
         out.update(measured)

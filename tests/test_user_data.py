@@ -187,6 +187,20 @@ def test_long_conversations_cut_or_dropped_are_counted_and_a_length_suggested(ch
     assert any("dropped" in line for line in built.data_messages())
 
 
+def test_a_run_says_what_was_cut_before_training_and_keeps_it_in_its_summary(chats, capsys):
+    from ftkit.store import RunStore
+
+    code = main(["train", "--set", "task.name=chat", "--set", f"data.source={chats}",
+                 "--set", "training.max_seq_length=64", "--set", "training.max_steps=1", "--quiet"])
+    assert code == 0
+    (record,) = RunStore().runs()
+    warned = [e["message"] for e in record.events() if e["type"] == "log" and e.get("level") == "warning"]
+    assert any("dropped" in line and "max_seq_length" in line for line in warned)
+    data = record.summary["data"]
+    assert data["train"]["rows"] == 54 and data["train"]["dropped"] > 0
+    assert data["train"]["suggested_max_seq_length"] > 64
+
+
 # ---- defaults that follow the method ------------------------------------------------------
 
 

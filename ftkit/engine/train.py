@@ -176,6 +176,9 @@ def _train(config, run_dir: Path, say, control: Optional[Control], state: RunSta
     model, tokenizer, ctx = built.model, built.tokenizer, built.context
     train_rows, eval_rows = built.train_rows, built.eval_rows
     log(f"data: {len(train_rows)} training and {len(eval_rows)} evaluation rows; model: {config.model_name}")
+    for line in built.data_messages():  # rows cut or dropped by max_seq_length are never silent
+        say(make_event("log", level="warning" if line.startswith("warning") else "info", message=line))
+    state.info["data"] = built.data_summary()
     trainable, total = count_parameters(model)
     state.info.update(trainable_params=trainable, total_params=total)  # before `started`, for an early failure
     log(f"method: {method.title}, {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f} %)")
