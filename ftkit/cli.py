@@ -436,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
 
     _add_estimator_commands(sub)
+    from .comparison.cli import add_compare_command
+
+    add_compare_command(sub)
     return parser
 
 
