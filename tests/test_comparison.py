@@ -157,3 +157,18 @@ def test_the_learning_rate_search_picks_the_good_rate_on_held_out_rows(tmp_path)
     key = lambda rows: sorted(json.dumps(r, sort_keys=True) for r in rows)  # noqa: E731
     assert key(train_rows + val_rows) == key(original_train) and len(val_rows) == round(0.2 * len(original_train))
     assert study.curves()["search"]["full"][1][0] == 1e-3
+
+
+def test_the_cli_compares_and_writes_the_verdict(tmp_path, capsys):
+    from ftkit.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    tiny().to_yaml(config)
+    code = main(["compare", str(config), "--methods", "full,lora", "--seeds", "2", "--budget", "4 steps",
+                 "--no-search", "--runs-dir", str(tmp_path / "runs"), "--csv", str(tmp_path / "c.csv"),
+                 "--html", str(tmp_path / "c.html")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "comparing full, lora over 2 seed(s) (42, 43), 4 steps each" in out
+    assert "Verdict:" in out and "Welch's t-test" in out and "wall time:" in out
+    assert "Welch" in (tmp_path / "c.csv").read_text() and "Welch" in (tmp_path / "c.html").read_text()

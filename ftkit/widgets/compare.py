@@ -85,6 +85,7 @@ class Comparison(widgets.VBox):
         self._history: collections.deque = collections.deque(maxlen=100_000)  # bytes per update
         self.notes: list[str] = []
         self.study: Any = None
+        self._thread: Optional[threading.Thread] = None
         self._study_dirty = False
         self._colors: dict[str, str] = {}
         self.settings = StudySettings(seeds, budget, minutes, search)
@@ -212,7 +213,8 @@ class Comparison(widgets.VBox):
                 f"{self.concurrent.value} at a time")
         if study.search:
             self.notes.append(f"queued {len(runs)} learning-rate tries on held-out rows; then {plan}")
-            threading.Thread(target=self._after_search, args=(study,), daemon=True, name="ftkit-study").start()
+            self._thread = threading.Thread(target=self._after_search, args=(study,), daemon=True, name="ftkit-study")
+            self._thread.start()
         else:
             self.notes.append(f"queued {len(runs)} runs: {plan}")
         self._render_message()
@@ -235,6 +237,16 @@ class Comparison(widgets.VBox):
                  else f"{entry['arm']} seed {entry['seed']}")
         color = self._colors.setdefault(entry["arm"], PALETTE[len(self._colors) % len(PALETTE)])
         self.add(run, label=label, color=color)
+
+    def wait(self, timeout: Optional[float] = None) -> None:
+        """Block until the study's search and every full run have ended, then redraw its view."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.study is not None:
+            self.study.wait(timeout)
+            self.flush()
+            with self._lock:
+                self.study_view.render(self.study)
 
     def verdict(self) -> str:
         """The study's verdict in words (with the test and the number of seeds)."""
