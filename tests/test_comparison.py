@@ -172,3 +172,17 @@ def test_the_cli_compares_and_writes_the_verdict(tmp_path, capsys):
     assert "comparing full, lora over 2 seed(s) (42, 43), 4 steps each" in out
     assert "Verdict:" in out and "Welch's t-test" in out and "wall time:" in out
     assert "Welch" in (tmp_path / "c.csv").read_text() and "Welch" in (tmp_path / "c.html").read_text()
+
+
+def test_a_seconds_budget_stops_each_run_on_time_and_plots_against_seconds():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _fakes import FakeController, training_events
+
+    study = Study(tiny(), ["full", "lora"], seeds=2, budget="1.5s", search=False, controller=FakeController())
+    runs = study.start_final()
+    assert len(runs) == 4 and {r.config.training.max_steps for r in runs} == {8}  # the config's steps: a cap
+    for run in runs:
+        run.play(training_events(30, eval_every=10, s_per_step=0.1))
+        assert "stop" in run.calls  # asked to stop once 1.5 s had been trained
+    band = study.curves()["arms"]["full"]["loss"]
+    assert study.curves()["axis"] == "seconds" and band["x"][-1] == pytest.approx(3.0)

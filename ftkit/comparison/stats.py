@@ -94,7 +94,8 @@ def _ratio_words(a: Optional[float], b: Optional[float], what: str, fewer: str, 
         return None
     if what == "params":
         r = b / a if a < b else a / b
-        return f"trains {r:.3g}× {fewer if a < b else more} parameters"
+        times = f"{r:,.0f}" if r >= 100 else f"{r:.3g}"
+        return f"trains {times}× {fewer if a < b else more} parameters"
     pct = 100 * abs(a - b) / b
     if pct < 1:
         return None
