@@ -535,7 +535,7 @@ def test_comparison_overlays_curves_and_fills_the_table(tmp_path):
 
 def _play_with(run, metric_value: float, **kwargs) -> None:
     events = training_events(20, eval_every=10, **kwargs)
-    events[-1]["summary"]["metrics"]["accuracy"] = metric_value
+    events[-1]["summary"]["metrics"].update(accuracy=metric_value, loss=1 - metric_value)
     run.play(events)
 
 

@@ -70,9 +70,10 @@ def text(study) -> str:
     out = ["Verdict:", *(f"  {line}" for line in study.verdict()["lines"]), "", "Per method (mean ± 95 % interval "
            "over seeds):", *(f"  {line}" for line in lines)]
     if study.search_scores:
-        out += ["", "Learning-rate search (held-out rows; score = " + (study.metric or "eval loss") + "):"]
+        by_metric = study.search.score == "metric"
+        out += ["", "Learning-rate search (held-out rows; " + (study.metric if by_metric else "eval loss") + "):"]
         for label, scores in study.search_scores.items():
-            sign = 1 if study.higher_is_better else -1
+            sign = 1 if study.higher_is_better and by_metric else -1
             tries = ", ".join(f"{lr:.2g}: {S.fmt(sign * s) if s == s and abs(s) != float('inf') else 'failed'}"
                               for lr, s in sorted(scores.items()))
             out.append(f"  {label}: {tries} -> {study.chosen[label]:.2g}")
@@ -105,7 +106,8 @@ def figure(study, curves: Optional[dict] = None):
     search = curves.get("search") or {}
     cols = 3 if search else 2
     titles = ["train loss (mean, 95 % band)", f"{study.metric or 'eval loss'} (mean, 95 % band)"]
-    titles += ["learning-rate search (held-out)"] if search else []
+    by = study.metric if study.search and study.search.score == "metric" else "eval loss"
+    titles += [f"learning-rate search ({by}, held-out)"] if search else []
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.08)
     for i, (label, series) in enumerate(curves["arms"].items()):
         color = PALETTE[i % len(PALETTE)]

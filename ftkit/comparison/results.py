@@ -156,6 +156,6 @@ def arm_curves(study) -> dict:
             eval_losses.append([(x, m["loss"]) for x, m in evals if m.get("loss") is not None])
         out["arms"][label] = {"loss": _band(losses), "metric": _band(metrics), "eval_loss": _band(eval_losses)}
     for label, scores in study.search_scores.items():
-        sign = 1 if study.higher_is_better else -1
+        sign = 1 if study.higher_is_better and study.search.score == "metric" else -1
         out["search"][label] = [(lr, sign * s if math.isfinite(s) else None) for lr, s in sorted(scores.items())]
     return out

@@ -5,8 +5,10 @@ search-validation files under the comparison's folder; the search runs
 train on the first and are scored on the second, so the final evaluation
 rows, on which the verdict is drawn, are never seen while choosing. Each arm
 tries a small log grid around its own learning rate for a fraction of the
-budget; the best score on the held-out rows (the task's metric, or the
-evaluation loss when the task has none) picks the rate the full runs use.
+budget; the best score on the held-out rows picks the rate the full runs
+use. The score is the evaluation loss by default: after a short try a
+metric such as accuracy still sits near chance in coarse steps, while the
+loss already ranks the rates; ``score="metric"`` uses the task's metric.
 No torch is imported here.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ class LrSearch:
     span: float = 10.0
     fraction: float = 0.25
     holdout: float = 0.2
+    score: str = "loss"
 
     def rates(self, learning_rate: float) -> list[float]:
         if self.grid:
@@ -68,12 +71,13 @@ def holdout_changes(config, folder: Path, share: float) -> dict:
             "data.max_train_samples": None, "data.max_eval_samples": None}
 
 
-def score(summary: Optional[dict], metric: Optional[str], higher_is_better: bool) -> float:
-    """A search run's score, higher is better: its metric (negated when lower is better) or -eval loss."""
+def score(summary: Optional[dict], metric: Optional[str], higher_is_better: bool, by: str = "loss") -> float:
+    """A search run's score, higher is better: -eval loss, or (``by="metric"``) its metric (negated when
+    lower is better), falling back to -eval loss; -inf for a failed or diverged try."""
     if not summary or summary.get("status") not in ("finished", "stopped"):
         return -math.inf
     metrics = summary.get("metrics") or {}
-    value = metrics.get(metric) if metric else None
+    value = metrics.get(metric) if metric and by == "metric" else None
     if value is not None and math.isfinite(value):
         return value if higher_is_better else -value
     loss = metrics.get("loss")

@@ -154,7 +154,8 @@ class Study:
                 entry["run"].wait()
         for label, config in self.configs.items():
             tries = [e for e in self.entries if e["phase"] == "search" and e["arm"] == label]
-            scores = {e["lr"]: score(_summary(e["run"]), self.metric, self.higher_is_better) for e in tries}
+            scores = {e["lr"]: score(_summary(e["run"]), self.metric, self.higher_is_better, self.search.score)
+                      for e in tries}
             if scores:
                 self.search_scores[label] = scores
                 self.chosen[label] = choose(scores, config.training.learning_rate)
