@@ -72,7 +72,8 @@ def study_verdict(study) -> dict:
     for k, rows in by_arm.items():
         params = S.interval([r["trainable_params"] for r in rows])["mean"]
         memory = S.interval([r["peak_cuda_mb" if cuda else "predicted_peak_mb"] for r in rows])["mean"]
-        extras[k] = {"trainable_params": params, "peak_memory_mb": memory}
+        extras[k] = {"trainable_params": params, "peak_memory_mb": memory,
+                     "memory_word": "GPU memory (measured peak)" if cuda else "memory (estimated peak)"}
     searched = f" each at its own learning rate chosen on held-out rows ({_rates(study)})" if study.search_scores \
         else ""
     out = S.verdict(groups, metric, higher, extras, what=f"On this data, under {study.budget.describe()}{searched}")

@@ -74,9 +74,13 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 1 - ALPHA)
 def fmt(value: Optional[float], digits: int = 3) -> str:
     if value is None:
         return "-"
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+    if abs(value) < 1e-12:
+        return "0"
+    if abs(value) >= 1e7 or abs(value) < 1e-3:
         return f"{value:.3g}"
-    return f"{value:.{digits}f}" if abs(value) < 10 else f"{value:,.{max(0, digits - 2)}f}"
+    if abs(value) < 10:
+        return f"{value:.{digits}f}"
+    return f"{value:.{max(0, digits - 1)}f}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def mean_pm(stats_: dict, digits: int = 3) -> str:
@@ -88,7 +92,8 @@ def mean_pm(stats_: dict, digits: int = 3) -> str:
     return f"{fmt(stats_['mean'], digits)} ± {fmt(stats_['half'], digits)}"
 
 
-def _ratio_words(a: Optional[float], b: Optional[float], what: str, fewer: str, more: str) -> Optional[str]:
+def _ratio_words(a: Optional[float], b: Optional[float], what: str, fewer: str, more: str,
+                 word: str = "memory") -> Optional[str]:
     """'trains 4× fewer parameters' / 'uses 12 % less memory' for a against b."""
     if not a or not b or a <= 0 or b <= 0 or a == b:
         return None
@@ -99,7 +104,7 @@ def _ratio_words(a: Optional[float], b: Optional[float], what: str, fewer: str, 
     pct = 100 * abs(a - b) / b
     if pct < 1:
         return None
-    return f"uses {pct:.0f} % {fewer if a < b else more} memory"
+    return f"uses {pct:.0f} % {fewer if a < b else more} {word}"
 
 
 def verdict(groups: dict[str, Sequence[float]], metric: str, higher_is_better: bool = True,
@@ -107,7 +112,7 @@ def verdict(groups: dict[str, Sequence[float]], metric: str, higher_is_better: b
     """The comparison in words.
 
     ``groups``: label -> the metric over seeds. ``extras``: label -> ``{trainable_params, peak_memory_mb}``
-    (means). Returns ``{text, lines, per_label, best, test, seeds, enough}``: ``per_label`` maps each label
+    (means; ``memory_word`` names which memory, e.g. "estimated memory"). Returns ``{text, lines, per_label, best, test, seeds, enough}``: ``per_label`` maps each label
     to its own sentence against the best, for a table column.
     """
     extras = extras or {}
@@ -144,7 +149,8 @@ def verdict(groups: dict[str, Sequence[float]], metric: str, higher_is_better: b
             _ratio_words((extras.get(label) or {}).get("trainable_params"),
                          (extras.get(best) or {}).get("trainable_params"), "params", "fewer", "more"),
             _ratio_words((extras.get(label) or {}).get("peak_memory_mb"),
-                         (extras.get(best) or {}).get("peak_memory_mb"), "memory", "less", "more"),
+                         (extras.get(best) or {}).get("peak_memory_mb"), "memory", "less", "more",
+                         (extras.get(label) or {}).get("memory_word", "memory")),
         ) if w]
         trade_txt = "; it " + " and ".join(trade) if trade else ""
         if test["p"] is not None and test["p"] >= ALPHA:
