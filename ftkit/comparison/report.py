@@ -171,7 +171,8 @@ def write_html(study, path, fig: Any = None) -> Path:
     base = study.base
     setup = {"task": base.task.name, "model": base.model_name, "data": base.data.source,
              "batch": f"{base.training.batch_size} x {base.training.gradient_accumulation_steps}",
-             "max_seq_length": base.training.max_seq_length, **study.settings()}
+             "max_seq_length": base.training.max_seq_length, **study.settings(),
+             "arms": {k: c.to_dict() for k, c in study.configs.items()}}  # every run's config but its seed
     pre = lambda data: f"<pre>{html.escape(json.dumps(data, indent=2, default=str))}</pre>"  # noqa: E731
     wall = f"; wall time {study.ended - study.started:.0f} s" if study.started and study.ended else ""
     text_ = (

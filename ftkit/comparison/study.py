@@ -107,7 +107,7 @@ class Study:
                 "budget": self.budget.describe(), "steps": self.steps, "learning_rates": self.chosen,
                 "search": None if not self.search else {
                     "grid": {k: self.search.rates(c.training.learning_rate) for k, c in self.configs.items()},
-                    "fraction": self.search.fraction, "holdout": self.search.holdout},
+                    "fraction": self.search.fraction, "holdout": self.search.holdout, "score": self.search.score},
                 "metric": self.metric, "test": S.TEST_NAME, "device_for_estimates": self.device}
 
     # ---- running ------------------------------------------------------------------------------------
