@@ -67,7 +67,7 @@ def test_tour_runs_learn_and_make_the_readme_pictures(page, lab):
                            ".match(/running|queued|starting/)", timeout=900_000)
     expect(comparison.locator(".ftkit-verdict")).to_contain_text("Welch's t-test", timeout=60_000)
     expect(comparison.locator(".ftkit-verdict")).to_contain_text(f"{COMPARE_SEEDS} seeds")
-    expect(comparison.locator(".ftkit-study-table")).to_contain_text("±")
+    expect(comparison.locator("table.ftkit-study-table")).to_contain_text("±")
     # the mean curves with their bands (filled traces) and the search curve are drawn
     page.wait_for_function("() => { const p = document.querySelector('.ftkit-study .js-plotly-plot');"
                            " return p && p.data.filter(t => t.fill === 'toself').length >= 6"
