@@ -105,9 +105,9 @@ def figure(study, curves: Optional[dict] = None):
     curves = curves or study.curves()
     search = curves.get("search") or {}
     cols = 3 if search else 2
-    titles = ["train loss (mean, 95 % band)", f"{study.metric or 'eval loss'} (mean, 95 % band)"]
+    titles = ["train loss (mean ± 95 %)", f"{study.metric or 'eval loss'} (mean ± 95 %)"]
     by = study.metric if study.search and study.search.score == "metric" else "eval loss"
-    titles += [f"learning-rate search ({by}, held-out)"] if search else []
+    titles += [f"lr search (held-out {by.replace('eval ', '')})"] if search else []
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.08)
     for i, (label, series) in enumerate(curves["arms"].items()):
         color = PALETTE[i % len(PALETTE)]
@@ -115,7 +115,7 @@ def figure(study, curves: Optional[dict] = None):
             band = series.get(key) or (series.get("eval_loss") if key == "metric" else None)
             if not band:
                 continue
-            fig.add_trace(go.Scatter(x=band["x"] + band["x"][::-1], y=band["hi"] + band["lo"][::-1], fill="toself",
+            fig.add_trace(go.Scatter(x=band["x"] + band["x"][::-1], y=band["hi"] + band["lo"][::-1], fill="toself", mode="lines",
                                      fillcolor=_alpha(color), line=dict(width=0), hoverinfo="skip",
                                      legendgroup=label, showlegend=False, name=f"{label} band"), row=1, col=col)
             fig.add_trace(go.Scatter(x=band["x"], y=band["mean"], mode="lines" if key == "loss" else "lines+markers",
