@@ -7,7 +7,8 @@ import pytest
 
 from ftkit.cli import build_parser, main
 
-COMMANDS = ["train", "config", "plan", "estimate", "advise", "runs", "show", "predict", "export", "methods", "tasks", "presets"]
+COMMANDS = ["train", "config", "plan", "estimate", "advise", "runs", "show", "predict", "export", "methods", "tasks", "presets",
+            "compare"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
