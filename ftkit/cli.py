@@ -416,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .handoff._cli import add_command as add_handoff_command
 
     add_handoff_command(sub)
+    from .comparison.cli import add_compare_command
+
+    add_compare_command(sub)
     return parser
 
 

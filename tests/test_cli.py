@@ -8,7 +8,7 @@ import pytest
 from ftkit.cli import build_parser, main
 
 COMMANDS = ["train", "config", "plan", "estimate", "advise", "runs", "show", "predict", "export", "methods", "tasks", "presets",
-            "handoff"]
+            "handoff", "compare"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -474,7 +474,7 @@ def _play_all(comparison, runs, steps=60):
 def test_comparison_queues_one_run_per_method_on_the_same_setup():
     ctl = FakeController()
     base = demo()
-    comp = Comparison(ctl, base, methods=["lora", "dora", "full"], interval=None)
+    comp = Comparison(ctl, base, methods=["lora", "dora", "full"], interval=None, seeds=1, search="off")
     comp.concurrent.value = 2
     comp.run_button.click()
     assert len(ctl.queued) == 1
@@ -497,7 +497,7 @@ def test_comparison_queues_one_run_per_method_on_the_same_setup():
 def test_comparison_leaves_out_methods_that_do_not_fit():
     ctl = FakeController()
     base = demo().set("quantization.bits", 4)
-    comp = Comparison(ctl, base, methods=["lora", "full", "no-such-method"], interval=None)
+    comp = Comparison(ctl, base, methods=["lora", "full", "no-such-method"], interval=None, seeds=1, search="off")
     assert "no-such-method" in comp.message.value
     comp.start()
     assert [c.method.name for c in ctl.queued[0][0]] == ["lora"]
@@ -506,7 +506,7 @@ def test_comparison_leaves_out_methods_that_do_not_fit():
 
 def test_comparison_overlays_curves_and_fills_the_table(tmp_path):
     ctl = FakeController()
-    comp = Comparison(ctl, demo(), methods=["lora", "dora", "full"], interval=None)
+    comp = Comparison(ctl, demo(), methods=["lora", "dora", "full"], interval=None, seeds=1, search="off")
     runs = comp.start()
     _play_all(comp, runs)
     frame = comp.results()
@@ -532,12 +532,71 @@ def test_comparison_overlays_curves_and_fills_the_table(tmp_path):
     assert entry.streams["metric"].points == 3
     # exports
     comp.to_csv(tmp_path / "r.csv")
-    assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("run_id,method,status")
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].startswith("row,method,") and lines[-1].startswith("verdict,\"Not enough seeds to tell")
     comp.to_html(tmp_path / "r.html")
     text = (tmp_path / "r.html").read_text()
     assert "<table" in text and "dora" in text and "Method comparison" in text
     assert len(text) > 1_000_000 and "cdn.plot.ly" not in text.split("<table", 1)[0]
     assert 'src="https://cdn' not in text  # plotly.js embedded: the report works offline
+
+
+def _play_with(run, metric_value: float, **kwargs) -> None:
+    events = training_events(20, eval_every=10, **kwargs)
+    events[-1]["summary"]["metrics"].update(accuracy=metric_value, loss=1 - metric_value)
+    run.play(events)
+
+
+def test_comparison_runs_seeds_and_shows_the_verdict_with_bands(tmp_path):
+    ctl = FakeController()
+    comp = Comparison(ctl, demo(), methods=["lora", "ia3"], interval=None, seeds=3, search="off")
+    comp.settings.budget.value = "20 steps"
+    comp.run_button.click()
+    configs = ctl.queued[0][0]
+    assert [(c.method.name, c.training.seed) for c in configs] == [
+        ("lora", 42), ("ia3", 42), ("lora", 43), ("ia3", 43), ("lora", 44), ("ia3", 44)]
+    assert {c.training.max_steps for c in configs} == {20}
+    assert "2 methods x 3 seeds, 20 steps each" in comp.message.value
+    values = {"lora": [0.96, 0.95, 0.97], "ia3": [0.80, 0.82, 0.79]}
+    for i, run in enumerate(comp.runs):
+        _play_with(run, values[run.config.method.name][i // 2], trainable=4000 if i % 2 == 0 else 1000)
+    comp.flush()
+    assert "Welch" in comp.study_view.verdict.value and "ia3 is lower than lora" in comp.study_view.verdict.value
+    assert "3 seeds" in comp.verdict() and "trains 4× fewer parameters" in comp.verdict()
+    frame = comp.summary()
+    assert list(frame["method"]) == ["lora", "ia3"] and list(frame["seeds"]) == [3, 3]
+    assert frame["final_metric"][0] == pytest.approx(0.96) and frame["final_metric_pm"][0] > 0
+    assert frame["verdict"][1].startswith("lower than lora") and "Welch" in frame.attrs["verdict"]
+    assert "0.960 ± 0.025" in comp.study_view.table.value
+    bands = [t for t in comp.study_view.figure.data if t.fill == "toself"]
+    means = [t for t in comp.study_view.figure.data if t.name and "(3 seeds)" in t.name]
+    assert len(bands) == 4 and len(means) == 4  # loss and metric, per method
+    assert len(comp.results()) == 6  # every run below, one row each
+    text = comp.to_html(tmp_path / "r.html").read_text()
+    assert "ia3 is lower than lora" in text and "Environment" in text and "transformers" in text
+    assert "ia3 is lower than lora" in (tmp_path / "r.html").read_text()
+    assert "Welch" in comp.to_csv(tmp_path / "r.csv").read_text()
+
+
+def test_comparison_searches_learning_rates_then_runs_at_the_chosen_ones():
+    ctl = FakeController()
+    comp = Comparison(ctl, demo(), methods=["lora"], interval=None, seeds=2, search="on")
+    comp.settings.budget.value = "20 steps"
+    tries = comp.start()
+    assert [r.config.training.learning_rate for r in tries] == [0.0002, 0.002, 0.02]
+    assert all(r.config.training.max_steps == 5 for r in tries)
+    assert all(r.config.data.eval_source.endswith("search-val.jsonl") for r in tries)
+    for run, value in zip(tries, (0.6, 0.9, 0.7)):
+        _play_with(run, value)
+    deadline = time.time() + 10
+    while not (len(ctl.queued) == 2 and comp.study_view.figure is not None) and time.time() < deadline:
+        time.sleep(0.02)
+    finals = ctl.queued[1][0]
+    assert [(c.training.learning_rate, c.training.seed, c.training.max_steps) for c in finals] == [
+        (0.002, 42, 20), (0.002, 43, 20)]
+    assert "learning rates chosen: lora 0.002" in comp.message.value
+    search = [t for t in comp.study_view.figure.data if t.name == "lora search"]
+    assert search and list(search[0].x) == [0.0002, 0.002, 0.02]
 
 
 def test_comparison_adds_a_finished_run_from_disk(tmp_path):
@@ -578,6 +637,8 @@ def test_app_starts_a_run_and_shows_its_dashboard():
         run.emit(event)
     dash.flush()
     assert dash.status == "finished" and dash.progress.value == 30
+    app.comparison.seeds.value = 1
+    app.comparison.search.value = "off"
     app.comparison.start(["lora", "dora"])
     assert [c.method.name for c in ctl.queued[0][0]] == ["lora", "dora"]
     assert [c.training.max_steps for c in ctl.queued[0][0]] == [30, 30]

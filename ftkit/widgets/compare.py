@@ -1,9 +1,15 @@
-"""``Comparison``: the same task, data, seed and budget trained with several methods, overlaid live.
+"""``Comparison``: several methods on the same task and data, over k seeds, under one budget, with a verdict.
 
-Runs go through ``controller.queue``; their curves share one figure with the
-x-axis as step, tokens seen or seconds; the results table is a pandas
-DataFrame (``results()``), a CSV file (``to_csv``) or part of a standalone,
-offline HTML report with the plots (``to_html``).
+Pressing Run builds a ``ftkit.comparison.Study``: optionally a learning-rate
+search per method on held-out training rows, then every method x seed at its
+chosen rate through ``controller.queue`` (seed i of every method trains with
+the same seed, so the same data order). The study view shows the verdict in
+words with its uncertainty, a per-method table (mean ± 95 % interval over
+seeds) and the mean curves with bands against the budget's axis; below it
+every run's own curves overlay live with step, tokens seen or seconds on the
+x-axis. ``results()`` is the per-run DataFrame, ``summary()`` the per-method
+one (``attrs['verdict']``); ``to_csv`` and ``to_html`` (an offline report
+with the plots, versions, machine and settings) carry the verdict.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from . import _runs
 from ._feed import EventFeed
 from ._html import table
 from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, fit_width, push
+from ._study import StudySettings, StudyView
 from .preview import resolve_config
 
 DEFAULT_METHODS = ("lora", "dora", "qlora", "ia3", "full")
@@ -64,7 +71,8 @@ class Comparison(widgets.VBox):
 
     def __init__(self, controller: Any = None, base_config: Any = None, methods: Iterable[str] = DEFAULT_METHODS, *,
                  concurrent: int = 1, x: str = "step", interval: Optional[float] = 0.25,
-                 max_points: int = 2000, tail_points: int = 100, **kwargs):
+                 max_points: int = 2000, tail_points: int = 100, seeds: int = 0, budget: str = "",
+                 minutes: float = 10.0, search: str = "auto", **kwargs):
         super().__init__(**kwargs)
         self.add_class("ftkit-comparison")
         self.controller = controller
@@ -76,6 +84,12 @@ class Comparison(widgets.VBox):
         self._updates = 0
         self._history: collections.deque = collections.deque(maxlen=100_000)  # bytes per update
         self.notes: list[str] = []
+        self.study: Any = None
+        self._thread: Optional[threading.Thread] = None
+        self._study_dirty = False
+        self._colors: dict[str, str] = {}
+        self.settings = StudySettings(seeds, budget, minutes, search)
+        self.seeds, self.search = self.settings.seeds, self.settings.search
         known = METHODS.names()
         wanted = list(methods)
         missing = [m for m in wanted if m not in known]
@@ -131,9 +145,11 @@ class Comparison(widgets.VBox):
         self.csv_button.on_click(lambda _: self._export("csv"))
         self.html_button.on_click(lambda _: self._export("html"))
         self.message = widgets.HTML()
+        self.study_view = StudyView()
         self.children = [
             widgets.HBox([self.methods, widgets.VBox([self.concurrent, self.run_button])]),
-            self.message, self.x_axis, self.figure,
+            self.settings, self.message, self.study_view,
+            widgets.HTML("<b>Every run, live</b>"), self.x_axis, self.figure,
             widgets.HBox([self.sort_by, self.descending]), self.table,
             widgets.HBox([self.run_id, self.add_button]),
             widgets.HBox([self.export_path, self.csv_button, self.html_button]),
@@ -165,14 +181,16 @@ class Comparison(widgets.VBox):
         return out
 
     def start(self, methods: Optional[Iterable[str]] = None) -> list:
-        """Queue one run per method through the controller; returns the runs."""
+        """Plan a study (seeds, budget, search) and queue it through the controller; returns the runs queued now.
+
+        Without a search every run is queued at once; with one, the search runs are queued now and the
+        full runs follow from a background thread once the search has chosen each method's rate.
+        """
+        from ..comparison import Study
+
         self.notes = []
-        try:
-            configs = self.configs(methods)
-        except ConfigError as exc:
-            self.notes.append(f"the base config has problems: {exc}")
-            configs = []
-        if not configs:
+        chosen = list(methods if methods is not None else self.methods.value)
+        if not chosen:
             self.notes.append("nothing to run: choose at least one method that fits the base config")
             self._render_message()
             return []
@@ -180,12 +198,69 @@ class Comparison(widgets.VBox):
             from ..controller import Controller
 
             self.controller = Controller()
-        runs = self.controller.queue(configs, concurrent=self.concurrent.value)
-        for run in runs:
-            self.add(run)
-        self.notes.append(f"queued {len(runs)} runs, {self.concurrent.value} at a time")
+        try:
+            base = resolve_config(self.base)
+            study = Study(base, chosen, controller=self.controller, concurrent=self.concurrent.value,
+                          on_run=self._study_run, **self.settings.study_kwargs())
+        except ConfigError as exc:
+            self.notes.append(f"the comparison has problems: {exc}")
+            self._render_message()
+            return []
+        self.notes.extend(study.notes)
+        if not study.configs:
+            self.notes.append("nothing to run: choose at least one method that fits the base config")
+            self._render_message()
+            return []
+        self.study = study
+        runs = study.start_search() if study.search else study.start_final()
+        plan = (f"{len(study.configs)} methods x {len(study.seeds)} seeds, {study.budget.describe()} each, "
+                f"{self.concurrent.value} at a time")
+        if study.search:
+            self.notes.append(f"queued {len(runs)} learning-rate tries on held-out rows; then {plan}")
+            self._thread = threading.Thread(target=self._after_search, args=(study,), daemon=True, name="ftkit-study")
+            self._thread.start()
+        else:
+            self.notes.append(f"queued {len(runs)} runs: {plan}")
         self._render_message()
         return runs
+
+    def _after_search(self, study: Any) -> None:
+        try:
+            chosen = study.finish_search()
+            self.notes.append("learning rates chosen: " + ", ".join(f"{k} {v:.2g}" for k, v in chosen.items()))
+            if not study._stop.is_set():
+                study.start_final()
+        except Exception as exc:  # shown, never raised into a thread nobody reads
+            self.notes.append(f"the comparison stopped: {type(exc).__name__}: {exc}")
+        self._render_message()
+        with self._lock:
+            self.study_view.render(study)
+
+    def _study_run(self, run: Any, entry: dict) -> None:
+        label = (f"{entry['arm']} lr {entry['lr']:.2g}" if entry["phase"] == "search"
+                 else f"{entry['arm']} seed {entry['seed']}")
+        color = self._colors.setdefault(entry["arm"], PALETTE[len(self._colors) % len(PALETTE)])
+        self.add(run, label=label, color=color)
+
+    def wait(self, timeout: Optional[float] = None) -> None:
+        """Block until the study's search and every full run have ended, then redraw its view."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.study is not None:
+            self.study.wait(timeout)
+            self.flush()
+            with self._lock:
+                self.study_view.render(self.study)
+
+    def verdict(self) -> str:
+        """The study's verdict in words (with the test and the number of seeds)."""
+        return self.study.verdict()["text"] if self.study is not None else "no comparison has run yet"
+
+    def summary(self):
+        """One row per method: mean and ± half width of the 95 % interval of each column, and its verdict."""
+        if self.study is None:
+            raise ValueError("no comparison has run yet: press Run comparison or call start()")
+        return self.study.frame()
 
     def add_run(self, run_id: str) -> Any:
         """Add a run (finished or not) by id, from the controller or from the runs folder on disk."""
@@ -202,7 +277,7 @@ class Comparison(widgets.VBox):
             run = RunStore(runs_dir).get(run_id)
         return self.add(run)
 
-    def add(self, run: Any, label: Optional[str] = None) -> Any:
+    def add(self, run: Any, label: Optional[str] = None, color: Optional[str] = None) -> Any:
         """Overlay a run object (a controller's ``Run`` or a ``RunRecord``)."""
         with self._lock:
             if any(e.run is run or _runs.run_id(e.run) == _runs.run_id(run) for e in self._entries):
@@ -214,7 +289,7 @@ class Comparison(widgets.VBox):
             label = label or (config.method.name if config is not None else _runs.run_id(run))
             if any(e.label == label for e in self._entries):
                 label = f"{label} ({_runs.run_id(run)[-4:]})"
-            entry = _Entry(run, label, PALETTE[len(self._entries) % len(PALETTE)])
+            entry = _Entry(run, label, color or PALETTE[len(self._entries) % len(PALETTE)])
             for col, key in enumerate(("loss", "eval_loss", "metric"), start=1):
                 entry.streams[key] = add_stream(
                     self.figure, label, row=1, col=col, color=entry.color, showlegend=col == 1,
@@ -259,6 +334,9 @@ class Comparison(widgets.VBox):
             self._render_table()
             if [e.status for e in self._entries] != before:
                 self.fit()
+            if self._study_dirty and self.study is not None:
+                self._study_dirty = False
+                self.study_view.render(self.study)
 
     def fit(self) -> None:
         """Size the plot to the width the page gives it (done when a run's status changes)."""
@@ -299,6 +377,7 @@ class Comparison(widgets.VBox):
         elif kind == "ended":
             entry.status = e.get("status", entry.status)
             entry.summary = e.get("summary") or _runs.summary(entry.run)
+            self._study_dirty = True
 
     def set_x(self, axis: str) -> None:
         """Re-draw every curve against ``axis``: step, tokens or seconds."""
@@ -362,13 +441,18 @@ class Comparison(widgets.VBox):
         return frame
 
     def to_csv(self, path: Union[str, Path]) -> Path:
+        """The study's CSV (a row per method with its verdict, a row per run, the verdict); else the runs."""
         path = Path(path).expanduser()
+        if self.study is not None:
+            return self.study.to_csv(path)
         self.results().to_csv(path, index=False)
         return path
 
     def to_html(self, path: Union[str, Path]) -> Path:
         """A standalone report (plotly.js embedded, works offline): setup, results table and the curves."""
         path = Path(path).expanduser()
+        if self.study is not None:
+            return self.study.to_html(path)
         frame = self.results()
         try:
             base = resolve_config(self.base) if self.base is not None else None

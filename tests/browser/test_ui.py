@@ -283,11 +283,17 @@ def test_three_method_comparison_fills_table_and_overlay(ui):
     chosen = comparison.locator("select[multiple]").first.evaluate(
         "s => [...s.selectedOptions].map(o => o.textContent)")
     assert [re.search(r"\((\w+)\)$", c).group(1) for c in chosen] == METHODS
+    settings = comparison.locator(".ftkit-study-settings")  # one seed, no search: one run per method
+    settings.locator("input").first.fill("1")
+    settings.locator("input").first.press("Enter")
+    settings.locator("select").select_option(label="off")
+    page.wait_for_timeout(500)
     comparison.locator(".ftkit-compare-run").click()
     rows = comparison.locator(".ftkit-results tbody tr")
     expect(rows).to_have_count(3)
     page.wait_for_function(  # the first run's curve is on the overlay
-        "() => { const el = document.querySelector('.ftkit-comparison .js-plotly-plot');"
+        "() => { const all = document.querySelectorAll('.ftkit-comparison .js-plotly-plot');"
+        " const el = all[all.length - 1];"
         " return el && (el.data || []).some(t => (t.xaxis || 'x') === 'x' && t.x && t.x.length >= 2); }",
         timeout=180_000)
     to_top(comparison)
@@ -305,10 +311,12 @@ def test_three_method_comparison_fills_table_and_overlay(ui):
     assert all(row[column["steps"]] == str(COMPARE_STEPS) for row in table["rows"]), table
     assert all(row[column["trainable_params"]] not in ("", "-") for row in table["rows"]), table
 
-    assert plot_fills_its_box(comparison.locator(".js-plotly-plot"))
+    expect(comparison.locator(".ftkit-verdict")).to_contain_text("Not enough seeds to tell")
+    live = comparison.locator(".js-plotly-plot").last  # below the study's plot: every run, live
+    assert plot_fills_its_box(live)
     assert comparison.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the wide table widens the view"
-    overlay = comparison.locator(".js-plotly-plot").evaluate(
+    overlay = live.evaluate(
         "el => el.data.filter(t => (t.xaxis || 'x') === 'x' && t.x && t.x.length > 0).map(t => t.name)")
-    assert sorted(set(overlay)) == sorted(METHODS), overlay
-    to_top(comparison.locator(".js-plotly-plot"))
+    assert sorted({name.split()[0] for name in overlay}) == sorted(METHODS), overlay
+    to_top(live)
     shot(page, "ui-comparison")
