@@ -50,7 +50,8 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
     out: dict[str, float] = {}
     if shapes.model_type in A.WALKED:
         per, head, weight_space = A.saved_per_token(shapes, memory, options, ctx, trained, adapted, seq, fused, first,
-                                      prompt=method.kind == "prompt", checkpointing=ckpt)
+                                      prompt=method.kind == "prompt" and not memory.kv_tokens,
+                                      checkpointing=ckpt)
     else:
         n = shapes.layers + shapes.decoder_layers
         per = [A.korthikanti_layer(shapes, seq, act_bytes, fused, cross=i >= shapes.layers)
