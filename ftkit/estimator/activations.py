@@ -68,8 +68,10 @@ class Walk:
         self.attn_drop = float(cfg.get("attention_dropout", cfg.get("attention_probs_dropout_prob", 0.0)) or 0.0)
         self.hid_drop = float(cfg.get("hidden_dropout_prob", cfg.get("resid_pdrop", 0.0)) or 0.0)
         self.rms = shapes.model_type != "bert"
-        if self.attn_drop > 0 and ctx.mask_bytes != 1:  # CPU: SDPA with dropout runs its math path (eager's saves)
-            self.fused = False
+        self.attn_bytes = ctx.act_bytes
+        if self.attn_drop > 0 and ctx.mask_bytes != 1 and fused:
+            # CPU: SDPA with dropout runs its math path (eager's saves), which upcasts 16-bit inputs to fp32
+            self.fused, self.attn_bytes = False, 4
         self.weight_bytes = 0.0  # bytes adapters keep that scale with weights (not per token)
 
     def norm(self, m: Optional[S.Module], grad: bool) -> tuple[float, bool]:
@@ -103,7 +105,8 @@ class Walk:
     def eager(self, attn_in: list, grad: bool, prefix: int) -> float:
         """Bytes per token eager attention keeps: q for k's gradient, k for q's, v and the softmax's output for
         the scores' gradient, the (dropped) probabilities for v's; the scores span the prefix's keys too."""
-        s, a = self.s, self.ctx.act_bytes
+        s, a = self.s, self.attn_bytes
+        mask_bytes = self.ctx.mask_bytes if self.attn_bytes == self.ctx.act_bytes else self.attn_bytes
 
         def needs(*suffixes: str) -> bool:
             return grad or any((m.name in self.trained or m.name in self.adapted) and m.suffix in suffixes + ("qkv_proj",)
@@ -113,7 +116,7 @@ class Walk:
         q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim * (1 + prefix / self.seq)
         drop, qk = int(self.attn_drop > 0), nq or nk
         kept = (q * a if nk else 0.0) + (kv * a if nq else 0.0) + (kv * a if qk else 0.0)
-        probs = (a + self.ctx.mask_bytes * drop if qk else 0.0) + (a if nv and (drop or not qk) else 0.0)
+        probs = (a + mask_bytes * drop if qk else 0.0) + (a if nv and (drop or not qk) else 0.0)
         return kept + s.heads * (self.seq + prefix) * probs
 
     def block(self, mods: list, grad: bool) -> tuple[float, bool]:
@@ -136,6 +139,7 @@ class Walk:
         q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
         if attn_g and self.fused:  # SDPA keeps q, k, v, its output (o_proj's input: the same storage), lse
             kept += (2 * q + 2 * kv * (1 + prefix / self.seq)) * a + s.heads * 4
+            kept += (self.seq + prefix) * a if prefix else 0.0  # the mask over the prefix's keys (one per sequence)
         elif attn_g:  # eager: what each matmul keeps depends on which of q, k, v needs a gradient
             kept += self.eager(by.get("attn_in", []), grad, prefix)
         k, o_g = self.linears(by.get("attn_out", []), attn_g, input_saved=attn_g and self.fused)
