@@ -143,6 +143,10 @@ class TrainingSection(Section):
         "auto", "Mixed precision. auto: bf16 on GPUs that have it, fp32 on CPU."
     )
     gradient_checkpointing: bool = field(False, "Recompute activations in backward: less memory, ~30 % slower.")
+    gradient_checkpointing_reentrant: bool = field(
+        False, "With gradient checkpointing: PyTorch's older reentrant implementation (use_reentrant=True); the "
+        "default non-reentrant one supports more (no inputs that must require gradients). Same memory.",
+        advanced=True)
     seed: int = field(42, "Seed for weights, data order and dropout: same seed, same loss curve.", ge=0, le=2**32 - 1)
     logging_steps: int = field(5, "Emit a step event with the loss every N steps.", ge=1)
     eval_steps: int = field(50, "Evaluate every N steps (and always at the end); 0: only at the end.", ge=0)
