@@ -249,8 +249,10 @@ class TrainingSection(Section):
     ] = field("linear", "How the learning rate changes after warm-up.")
     warmup_ratio: float = field(0.0, "Share of the steps spent warming the learning rate up from 0.", ge=0, lt=1)
     weight_decay: float = field(0.0, "AdamW weight decay.", ge=0, le=1)
-    optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_bnb_8bit", "paged_adamw_8bit"] = field(
-        "adamw_torch", "Optimizer (transformers' names). 8-bit and paged ones come from bitsandbytes.", advanced=True
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_bnb_8bit", "paged_adamw_8bit",
+                       "paged_adamw_32bit"] = field(
+        "adamw_torch", "Optimizer (transformers' names). 8-bit and paged ones come from bitsandbytes; paged states "
+        "live in CUDA unified memory, shown apart by the estimate.", advanced=True
     )
     num_epochs: float = field(1.0, "Passes over the training data (when max_steps is empty).", gt=0, le=1000)
     max_steps: Optional[int] = field(None, "Stop after this many optimizer steps; overrides num_epochs.", ge=1)
@@ -262,6 +264,10 @@ class TrainingSection(Section):
         "auto", "Mixed precision. auto: bf16 on GPUs that have it, fp32 on CPU."
     )
     gradient_checkpointing: bool = field(False, "Recompute activations in backward: less memory, ~30 % slower.")
+    gradient_checkpointing_reentrant: bool = field(
+        False, "With gradient checkpointing: PyTorch's older reentrant implementation (use_reentrant=True); the "
+        "default non-reentrant one supports more (no inputs that must require gradients). Same memory.",
+        advanced=True)
     seed: int = field(42, "Seed for weights, data order and dropout: same seed, same loss curve.", ge=0, le=2**32 - 1)
     logging_steps: int = field(5, "Emit a step event with the loss every N steps.", ge=1)
     eval_steps: int = field(50, "Evaluate every N steps (and always at the end); 0: only at the end.", ge=0)

@@ -421,6 +421,21 @@ def test_training_arguments_carry_compile_and_refuse_fused_loss_without_liger():
     assert training_argument_extras(lora_run(), TrainingArguments) == {}
 
 
+def test_checkpointing_variant_reaches_training_arguments(tmp_path):
+    pytest.importorskip("transformers")
+    from ftkit.engine.train import training_arguments
+
+    for reentrant in (False, True):
+        config = lora_run(**{"training.gradient_checkpointing": True,
+                             "training.gradient_checkpointing_reentrant": reentrant})
+        args = training_arguments(config, tmp_path, generate=False, has_eval=False)
+        kwargs = getattr(args, "activation_checkpointing_kwargs", None) or args.gradient_checkpointing_kwargs
+        assert kwargs == {"use_reentrant": reentrant}
+    same = [estimate(lora_run(**{"training.gradient_checkpointing": True,
+                                 "training.gradient_checkpointing_reentrant": r})).peak_bytes for r in (False, True)]
+    assert same[0] == same[1]
+
+
 def test_paged_optimizer_states_are_shown_apart():
     plain, paged = estimate(lora_run()), estimate(lora_run(**{"training.optimizer": "paged_adamw_8bit"}))
     assert paged.breakdown["optimizer states"] == 0

@@ -68,8 +68,10 @@ class Walk:
         self.attn_drop = float(cfg.get("attention_dropout", cfg.get("attention_probs_dropout_prob", 0.0)) or 0.0)
         self.hid_drop = float(cfg.get("hidden_dropout_prob", cfg.get("resid_pdrop", 0.0)) or 0.0)
         self.rms = shapes.model_type != "bert"
-        if self.attn_drop > 0 and ctx.mask_bytes != 1:  # CPU: SDPA with dropout runs its math path (eager's saves)
-            self.fused = False
+        self.attn_bytes = ctx.act_bytes
+        if self.attn_drop > 0 and ctx.mask_bytes != 1 and fused:
+            # CPU: SDPA with dropout runs its math path (eager's saves), which upcasts 16-bit inputs to fp32
+            self.fused, self.attn_bytes = False, 4
         self.weight_bytes = 0.0  # bytes adapters keep that scale with weights (not per token)
 
     def norm(self, m: Optional[S.Module], grad: bool) -> tuple[float, bool]:
@@ -100,6 +102,23 @@ class Walk:
     def dropout(self, width: int, p: float, grad: bool) -> float:
         return width * self.ctx.mask_bytes if p > 0 and grad else 0.0
 
+    def eager(self, attn_in: list, grad: bool, prefix: int) -> float:
+        """Bytes per token eager attention keeps: q for k's gradient, k for q's, v and the softmax's output for
+        the scores' gradient, the (dropped) probabilities for v's; the scores span the prefix's keys too."""
+        s, a = self.s, self.attn_bytes
+        mask_bytes = self.ctx.mask_bytes if self.attn_bytes == self.ctx.act_bytes else self.attn_bytes
+
+        def needs(*suffixes: str) -> bool:
+            return grad or any((m.name in self.trained or m.name in self.adapted) and m.suffix in suffixes + ("qkv_proj",)
+                               for m in attn_in)
+
+        nq, nk, nv = needs("q_proj", "query"), needs("k_proj", "key") or bool(prefix), needs("v_proj", "value") or bool(prefix)
+        q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim * (1 + prefix / self.seq)
+        drop, qk = int(self.attn_drop > 0), nq or nk
+        kept = (q * a if nk else 0.0) + (kv * a if nq else 0.0) + (kv * a if qk else 0.0)
+        probs = (a + mask_bytes * drop if qk else 0.0) + (a if nv and (drop or not qk) else 0.0)
+        return kept + s.heads * (self.seq + prefix) * probs
+
     def block(self, mods: list, grad: bool) -> tuple[float, bool]:
         s, a = self.s, self.ctx.act_bytes
         by = {}
@@ -120,14 +139,9 @@ class Walk:
         q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
         if attn_g and self.fused:  # SDPA keeps q, k, v, its output (o_proj's input: the same storage), lse
             kept += (2 * q + 2 * kv * (1 + prefix / self.seq)) * a + s.heads * 4
-        elif attn_g and not (grad or prefix or any(
-                m.name in self.trained or m.name in self.adapted for m in by.get("attn_in", [])
-                if m.suffix not in ("v_proj", "value"))):
-            kept += s.heads * self.seq * a  # eager, only v needs a gradient: the (dropped) probabilities
-        elif attn_g:  # eager: q, k, v, the softmax's output and, with dropout, its mask and the dropped scores
-            drop = int(self.attn_drop > 0)
-            kept += (q + 2 * kv * (1 + prefix / self.seq)) * a + s.heads * self.seq * (
-                a * (1 + drop) + self.ctx.mask_bytes * drop)
+            kept += (self.seq + prefix) * a if prefix else 0.0  # the mask over the prefix's keys (one per sequence)
+        elif attn_g:  # eager: what each matmul keeps depends on which of q, k, v needs a gradient
+            kept += self.eager(by.get("attn_in", []), grad, prefix)
         k, o_g = self.linears(by.get("attn_out", []), attn_g, input_saved=attn_g and self.fused)
         kept += k
         if not pre_norm:  # BERT: dropout, residual, LayerNorm after each sub-layer
@@ -177,7 +191,9 @@ def embeddings_grad(shapes: S.Shapes, trained: set, checkpointing: bool, prompt:
     """Whether the residual stream needs a gradient from the first block on."""
     if checkpointing or prompt:  # enable_input_require_grads; virtual tokens that train
         return True
-    return any(m.name in trained for m in shapes.embeddings)
+    # an embedding that trains, or the embeddings' own norm (BERT's embeddings.LayerNorm under LN tuning)
+    return any(m.name in trained for m in shapes.embeddings) or any(
+        m.name in trained for m in shapes.norms if not m.name.startswith(shapes.blocks + ".") and "embed" in m.name)
 
 
 def saved_per_token(shapes: S.Shapes, memory: MemoryModel, options: Any, ctx: ActivationContext,
@@ -188,7 +204,7 @@ def saved_per_token(shapes: S.Shapes, memory: MemoryModel, options: Any, ctx: Ac
     walk = Walk(shapes, memory, options, ctx, trained, adapted, seq, fused)
     grad = embeddings_grad(shapes, trained, checkpointing, prompt)
     emb = 8.0 if any(m.name in trained for m in shapes.embeddings) else 0.0  # the token ids
-    if shapes.model_type == "bert" and grad:  # embeddings' LayerNorm and dropout
+    if shapes.model_type == "bert" and grad:  # embeddings' LayerNorm (input and statistics) and dropout
         emb += shapes.hidden * ctx.act_bytes + 8 + walk.dropout(shapes.hidden, walk.hid_drop, True)
     per = walk.blocks(first, grad)
     any_grad = grad or any(per) or bool(adapted) or bool(trained)

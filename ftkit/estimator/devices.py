@@ -79,9 +79,12 @@ CPU_ZERO3_WEIGHT_COPIES = 1.5
 CPU_TRANSIENT_FACTOR = 1.5
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+#: bitsandbytes' 8-bit states: one uint8 per element and an fp32 absmax per block of 256 (its blockwise
+#: quantization; the two 256-entry quantization maps are negligible)
+BNB_8BIT_STATE = 1 + 4 / 256
 OPTIMIZER_STATES = {  # (states per parameter, bytes per state or None for "the parameter's own")
-    "adamw_torch": (2, None), "adamw_torch_fused": (2, None), "adamw_bnb_8bit": (2, 1),
-    "paged_adamw_8bit": (2, 1), "paged_adamw_32bit": (2, 4), "adafactor": (1, None), "sgd": (0, None),
+    "adamw_torch": (2, None), "adamw_torch_fused": (2, None), "adamw_bnb_8bit": (2, BNB_8BIT_STATE),
+    "paged_adamw_8bit": (2, BNB_8BIT_STATE), "paged_adamw_32bit": (2, 4), "adafactor": (1, None), "sgd": (0, None),
 }
 #: optimizers whose states bitsandbytes pages into CUDA unified memory: not in ``max_memory_allocated``
 PAGED_OPTIMIZERS = ("paged_adamw_8bit", "paged_adamw_32bit")

@@ -50,7 +50,8 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
     out: dict[str, float] = {}
     if shapes.model_type in A.WALKED:
         per, head, weight_space = A.saved_per_token(shapes, memory, options, ctx, trained, adapted, seq, fused, first,
-                                      prompt=method.kind == "prompt", checkpointing=ckpt)
+                                      prompt=method.kind == "prompt" and not memory.kv_tokens,
+                                      checkpointing=ckpt)
     else:
         n = shapes.layers + shapes.decoder_layers
         per = [A.korthikanti_layer(shapes, seq, act_bytes, fused, cross=i >= shapes.layers)
@@ -61,13 +62,15 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
         weight_space = sum(memory.per_adapter(m, options, ctx).weights for m in adapted.values())
         head = shapes.vocab * 4 if shapes.model_kind in ("causal_lm", "seq2seq") else 0.0
     layers = max(per, default=0.0)
-    if ckpt:  # each block's input kept, one block recomputed at a time (its activations and their gradients)
-        kept = len([p for p in per if p]) * shapes.hidden * act_bytes + 2 * layers
-    else:
-        kept = sum(per)
+    # checkpointing (reentrant or not: both keep the same): each block's input saved in forward, one block
+    # recomputed at a time in backward (its activations and their gradients)
+    recompute = 2 * layers if ckpt else 0.0
+    kept = len([p for p in per if p]) * shapes.hidden * act_bytes if ckpt else sum(per)
     if opts["activation_offloading"]:  # saved tensors wait in host memory; about two blocks' worth stay
-        kept = min(kept, 2 * layers + len(per) * shapes.hidden * act_bytes)
-    out["activations (layers)"] = kept * b * seq
+        kept = min(kept + recompute, 2 * layers + len(per) * shapes.hidden * act_bytes) - recompute
+    out["activations (layers)"] = max(0.0, kept) * b * seq
+    if recompute:
+        out["activations (recomputed block)"] = recompute * b * seq
     logits = shapes.model_kind in ("causal_lm", "seq2seq")
     if logits and opts["fused_cross_entropy"]:
         # fused linear + cross-entropy (Liger): logits are computed and freed in chunks sized so that a chunk's
@@ -89,14 +92,16 @@ def activation_terms(shapes: S.Shapes, method, options, opts: dict, act_bytes: i
 
 
 def saved_activation_bytes(shapes: S.Shapes, method, options, batch: int, seq: int, act_bytes: int = 4,
-                           on_cpu: bool = True, fused: bool = True) -> float:
+                           on_cpu: bool = True, fused: bool = True, checkpointing: bool = False) -> float:
     """Bytes autograd saves for backward over one micro-batch, as ``saved_tensors_hooks`` sees them (no
-    transient loss gradients, no CPU allocator factor): what ``tests/test_activations.py`` measures."""
-    opts = {"batch": batch, "checkpointing": False, "adapter_dtype": "float32", "activation_offloading": False,
-            "fused_cross_entropy": False}
+    transient loss gradients, no CPU allocator factor, no block recomputed under checkpointing): what
+    ``tests/test_activations.py`` measures."""
+    opts = {"batch": batch, "checkpointing": checkpointing, "adapter_dtype": "float32",
+            "activation_offloading": False, "fused_cross_entropy": False}
     memory = method.memory or LORA_LIKE
     seq = seq + (memory.extra_tokens(options) if memory.extra_tokens else 0)
     acts = activation_terms(shapes, method, options, opts, act_bytes, fused, on_cpu, seq)
+    acts.pop("activations (recomputed block)", None)
     if "activations (logits + loss)" in acts and shapes.model_kind in ("causal_lm", "seq2seq"):
         acts["activations (logits + loss)"] -= batch * seq * 8 * shapes.vocab
     return sum(acts.values())

@@ -45,7 +45,7 @@ def pins(config, versions: Optional[dict[str, str]] = None) -> list[str]:
     wanted = list(BASE_PACKAGES)
     if config.distributed.zero_stage is not None:
         wanted.append("deepspeed")
-    if config.bits or config.training.optimizer in ("adamw_bnb_8bit", "paged_adamw_8bit"):
+    if config.bits or config.training.optimizer in ("adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
         wanted.append("bitsandbytes")
     wanted += [t for t in config.training.report_to]
     out = []

@@ -54,9 +54,10 @@ def adapter_input(d_in: int, dropout: float, ctx: ActivationContext, input_grad:
     """What an adapter's first weight keeps of its input: with dropout on, the mask (when the input needs a
     gradient) and the dropped copy; with dropout off, peft's cast of the input to the adapter's dtype (a
     copy when the dtypes differ, the input itself when they agree); under autocast the 16-bit cast."""
-    if dropout > 0:
+    if dropout > 0:  # peft casts x to the adapter's dtype first: on CPU the mask is in that dtype too
         kept = 2 if ctx.autocast else ctx.adapter_bytes
-        return Saved(d_in * (kept + (ctx.mask_bytes if input_grad else 0)))
+        mask = ctx.mask_bytes if ctx.mask_bytes == 1 else kept
+        return Saved(d_in * (kept + (mask if input_grad else 0)))
     if ctx.autocast:
         return Saved(d_in * 2)
     if ctx.adapter_bytes != ctx.act_bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ._base import AdapterOptions, MethodSpec, Trades, peft_apply
-from ._memory import MemoryModel, low_rank
+from ._memory import MemoryModel, Saved, low_rank
 from ..schema import field
 
 
@@ -44,6 +44,20 @@ def _lora_params(shapes, options, ctx, dora: bool = False) -> int:
 
 def _dora_params(shapes, options, ctx) -> int:
     return _lora_params(shapes, options, ctx, dora=True)
+
+_dora_lora_part = low_rank(rank_factor=2, out_factor=2)
+
+
+def _dora_saved(m, options, ctx, input_grad: bool = True) -> Saved:
+    """peft's ``DoraLinearLayer.forward``: LoRA's terms and the base and LoRA results (two output-sized tensors
+    for the magnitude's products; ``get_lora_weight``'s graph is dropped, its result is used detached). The base
+    weight cast to x's dtype (the adapter's) is a copy kept by ``F.linear`` when the dtypes differ (a 16-bit
+    model, fp32 adapters, no autocast) and x needs a gradient."""
+    base = _dora_lora_part(m, options, ctx, input_grad)
+    if input_grad and ctx.adapter_bytes != ctx.act_bytes and not ctx.autocast:
+        return base._replace(weights=base.weights + m.d_in * m.d_out * ctx.adapter_bytes)
+    return base
+
 
 SPECS = [
     MethodSpec(
@@ -94,7 +108,7 @@ SPECS = [
         peft_type="LORA",
         params=_dora_params,
         slowdown=1.3,
-        memory=MemoryModel(per_adapter=low_rank(rank_factor=2, out_factor=2)),
+        memory=MemoryModel(per_adapter=_dora_saved),
     ),
     MethodSpec(
         name="pissa",

@@ -133,16 +133,31 @@ def _psoft_params(shapes, options, ctx) -> int:
     return per_module(shapes, options, "PSOFT", lambda m: one)
 
 
+def _osf_trained_rank(options, min_dim: int) -> int:
+    """k: the singular directions that train (all but ``effective_rank``; half by default)."""
+    value = options.effective_rank
+    if value is None:
+        frozen = max(min_dim // 2, 0)
+    else:
+        rank = int(min_dim * value) if isinstance(value, float) and 0 < value <= 1 else int(value)
+        frozen = max(min(min_dim, rank), 0)
+    return min_dim - frozen
+
+
+def _osf_saved(m, options, ctx, input_grad: bool = True) -> Saved:
+    """peft's factored forward ``F.linear(F.linear(x, B), A)`` with ``A = [U_low S_low, -U0 S0]`` (out x 2k) and
+    ``B = [V_low; V0]`` (2k x in), both built by ``torch.cat`` in every forward: it keeps x (B's gradient),
+    the 2k-wide product h (A's), A itself (h's gradient) and B only when x needs a gradient."""
+    k2 = 2 * _osf_trained_rank(options, min(m.d_in, m.d_out))
+    first = adapter_input(m.d_in, 0.0, ctx, input_grad)
+    b = 2 if ctx.autocast else ctx.adapter_bytes
+    weights = (m.d_out * k2 + (k2 * m.d_in if input_grad else 0)) * ctx.adapter_bytes
+    return Saved(first.extra + k2 * b, first.raw_input, weights)
+
+
 def _osf_params(shapes, options, ctx) -> int:
     """The low singular part trains: U (out x k), S (k), V (k x in), k = min(in, out) - effective_rank."""
     from ..shapes import default_targets, with_heads
-
-    def frozen(min_dim: int) -> int:
-        value = options.effective_rank
-        if value is None:
-            return max(min_dim // 2, 0)
-        rank = int(min_dim * value) if isinstance(value, float) and 0 < value <= 1 else int(value)
-        return max(min(min_dim, rank), 0)
 
     if options.target_modules:
         mods = shapes.targeted(options.target_modules)
@@ -153,7 +168,7 @@ def _osf_params(shapes, options, ctx) -> int:
         mods = [m for m in shapes.linears if m.name in names]
     n = 0
     for m in mods:
-        k = min(m.d_in, m.d_out) - frozen(min(m.d_in, m.d_out))
+        k = _osf_trained_rank(options, min(m.d_in, m.d_out))
         n += k * (m.d_out + m.d_in + 1)
     return with_heads(shapes, options, n)
 
@@ -248,6 +263,6 @@ SPECS = [
         quantized_base=False,
         peft_type="OSF",
         params=_osf_params,
-        memory=MemoryModel(per_adapter=low_rank(input_factor=0, rank_factor=0, out_factor=1, weights_if_grad=2)),
+        memory=MemoryModel(per_adapter=_osf_saved),
     ),
 ]

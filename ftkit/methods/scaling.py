@@ -54,14 +54,15 @@ def _ln_extra(options, model, ctx):
 
 
 def _ia3_saved(m, options, ctx, input_grad: bool = True) -> Saved:
-    """IA3 scales a feed-forward layer's input (keeping that input) or another layer's output (keeping it)."""
+    """IA3 scales a feed-forward layer's input (peft casts it to the vector's dtype first and keeps that cast) or
+    another layer's output (kept in the output's dtype)."""
     ff = options.feedforward_modules
     if ff is None:
         from ..shapes import default_targets
 
         ff = default_targets("IA3_FEEDFORWARD", ctx.model_type) or []
     if any(m.name == f or m.name.endswith("." + f) for f in ff):
-        return Saved(m.d_in * ctx.act_bytes)
+        return Saved(m.d_in * ctx.adapter_bytes)
     return Saved(m.d_out * ctx.act_bytes)
 
 

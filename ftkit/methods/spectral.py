@@ -43,16 +43,24 @@ def _c3a_extra(options, model, ctx):
     return {"block_size": divisor_up_to(linear_gcd(model), 1024)}
 
 
-def _spectral_saved(if_grad: float, always: float, indices: int, out: float = 0.0):
+def _spectral_saved(if_grad: float, always: float, indices: int, masks: int = 0):
     """A dense update rebuilt from coefficients each step: the layer's input, ``if_grad`` weight-sized
     matrices when the input needs a gradient (the update, kept by the matmul), ``always`` more (the inverse
-    transform's intermediates), the coefficients' int64 indices and ``out`` output-sized tensors."""
+    transform's intermediates), the coefficients' int64 indices (``indices`` rows) and ``masks`` bool masks
+    over them."""
 
     def saved(m, options, ctx, input_grad: bool = True) -> Saved:
         w = (always + (if_grad if input_grad else 0.0)) * m.d_in * m.d_out * ctx.adapter_bytes
-        return Saved(out * m.d_out * ctx.adapter_bytes, True, w + indices * 8 * options.n_frequency)
+        return Saved(0.0, True, w + (indices * 8 + masks) * options.n_frequency)
 
     return saved
+
+
+#: WaveFT (peft's ``get_delta_weight``): the coefficients are scattered into a padded dense spectrum, split into
+#: four sub-bands and rebuilt by ``waverec2d``, a transposed convolution over the stacked bands (the stack,
+#: weight-sized, is kept always); ``F.linear(x, delta_w)`` keeps the update only when x needs a gradient; the
+#: indexing keeps the valid indices (two int64 rows) and the bool mask that filtered them.
+_WAVEFT_SAVES = (1, 1, 2, 1)
 
 
 def _n_frequency_params(mapping: str):
@@ -94,7 +102,7 @@ SPECS = [
         trades=Trades("low", "lowest", "medium", "fine control of the parameter count"),
         peft_type="WAVEFT",
         params=_n_frequency_params("WAVEFT"),
-        memory=MemoryModel(per_adapter=_spectral_saved(3, 2, 0, out=1)),
+        memory=MemoryModel(per_adapter=_spectral_saved(*_WAVEFT_SAVES)),
     ),
     MethodSpec(
         name="c3a",
