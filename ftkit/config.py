@@ -634,6 +634,20 @@ class RunConfig(Section):
             raise ConfigError([("preset", f"unknown preset {name!r}; known: {known}")])
         return cls.from_yaml(path, origin="preset")
 
+    @classmethod
+    def load(cls, source: Union["RunConfig", dict, str, os.PathLike]) -> "RunConfig":
+        """A config from whatever names one: a RunConfig, a dict, a .yaml/.json file or a preset name."""
+        if isinstance(source, RunConfig):
+            return source
+        if isinstance(source, dict):
+            return cls.from_dict(source)
+        text = str(source)
+        if text.endswith((".yaml", ".yml")):
+            return cls.from_yaml(text)
+        if text.endswith(".json"):
+            return cls.from_json(text)
+        return cls.preset(text)
+
 
 def list_presets() -> dict[str, str]:
     """Preset name -> its one-line description (the file's first comment)."""

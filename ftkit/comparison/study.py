@@ -25,9 +25,9 @@ TABLE_COLUMNS = ["final_metric", "final_eval_loss", "final_train_loss", "peak_me
 
 
 def _as_config(base):
-    from ..estimator import _as_config as load
+    from ..config import RunConfig
 
-    return load(base)
+    return RunConfig.load(base)
 
 
 class Study:

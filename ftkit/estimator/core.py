@@ -42,16 +42,7 @@ def _defaults(config) -> dict:
 def _as_config(config):
     from ..config import RunConfig
 
-    if isinstance(config, RunConfig):
-        return config
-    if isinstance(config, dict):
-        return RunConfig.from_dict(config)
-    text = str(config)
-    if text.endswith((".yaml", ".yml")):
-        return RunConfig.from_yaml(text)
-    if text.endswith(".json"):
-        return RunConfig.from_json(text)
-    return RunConfig.preset(text)
+    return RunConfig.load(config)
 
 
 def estimate(config, gpus: Optional[int] = None, gpu_memory_gb: Optional[float] = None,
