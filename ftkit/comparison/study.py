@@ -25,7 +25,7 @@ TABLE_COLUMNS = ["final_metric", "final_eval_loss", "final_train_loss", "peak_me
 
 
 def _as_config(base):
-    from ..estimator import _as_config as load
+    from ..estimator.core import _as_config as load
 
     return load(base)
 
