@@ -94,6 +94,8 @@ def main(argv=None) -> dict:
 
     def counting(features):  # measurement only: non-padding tokens of each batch built (one batch ahead of training)
         batch = collator(features)
+        if args.padding_free:  # with a KV cache transformers looks for no packed examples: they would mix
+            batch["use_cache"] = False
         tokens["n"] += sum(len(f["input_ids"]) for f in features)
         return batch
 

@@ -286,6 +286,10 @@ class TrainingSection(Section):
         "never held whole, the largest saving on large vocabularies. Needs the liger-kernel package.", advanced=True)
     torch_compile: bool = field(False, "Compile the model with torch.compile: faster steps after a slow first one.",
                                 advanced=True)
+    padding_free: bool = field(
+        False, "Causal LM tasks: each batch as one row of its examples end to end, no padding (transformers' "
+        "DataCollatorWithFlattening; position_ids restart per example, which the attention mask respects). "
+        "Memory and time follow the mean length (whatif.mean_seq_length), not the longest.", advanced=True)
 
 
 class WhatIfSection(Section):
@@ -296,10 +300,9 @@ class WhatIfSection(Section):
         "enable_activation_offloading).")
     optimizer_in_backward: bool = field(
         False, "Apply and free each gradient as backward produces it (torchtune's optimizer_in_bwd).")
-    padding_free: bool = field(
-        False, "Pack examples without padding (transformers' DataCollatorWithFlattening); with mean_seq_length.")
     mean_seq_length: Optional[int] = field(
-        None, "Mean tokens per example when packing without padding; empty: max_seq_length.", ge=1, le=1_048_576)
+        None, "Mean tokens per example with training.padding_free (the data's; ftkit.data.preview shows it); "
+        "empty: max_seq_length.", ge=1, le=1_048_576)
 
 
 def _choice_section(kind: str, registry: Registry, default: str, help: str) -> type[Section]:
@@ -471,6 +474,13 @@ class RunConfig(Section):
                 "distributed.gpus",
                 f"lists {len(d.gpus)} GPUs for num_processes {d.num_processes}; make them match",
             ))
+        if self.training.padding_free and task.model_kind != "causal_lm":
+            problems.append(("training.padding_free", f"task {task.name!r} trains a {task.model_kind} model; "
+                             "padding-free batches are for the causal LM tasks (domain, chat, creative)"))
+        elif self.training.padding_free and spec.kind == "prompt":
+            problems.append(("training.padding_free", f"{spec.name} adds virtual tokens: peft drops the position_ids "
+                             "that mark where each packed example starts, or passes its prefix as a cache, with which "
+                             "transformers looks for no packed examples; turn padding_free off"))
         if problems:
             raise ValueError("\n".join(f"{p}: {m}" for p, m in problems))
         return self

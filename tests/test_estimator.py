@@ -452,9 +452,6 @@ def test_what_ifs_change_the_estimate_and_say_so():
     full = lora_run(**{"method.name": "full", "training.batch_size": 1})
     in_bwd = estimate(full.set("whatif.optimizer_in_backward", True))
     assert in_bwd.breakdown["gradients"] < estimate(full).breakdown["gradients"] / 10
-    packed = estimate(lora_run(**{"whatif.padding_free": True, "whatif.mean_seq_length": 256}))
-    s = lora_run().training.max_seq_length
-    assert packed.breakdown["activations (layers)"] == pytest.approx(base.breakdown["activations (layers)"] * 256 / s)
     assert not base.what_if
 
 
@@ -493,3 +490,126 @@ def test_tight_verdict_near_the_limit():
     assert tight.suggestions and tight.first_suggestion in tight.verdict
     assert estimate(config, gpus=1, gpu_memory_gb=need / 1.2).fit == "does not fit"
     assert estimate(config, gpus=1, gpu_memory_gb=need / 0.9).fit == "fits"
+
+
+# ---- padding-free batches: a setting that runs (engine/settings.py) and moves the estimate -----------------
+
+def test_padding_free_moves_the_estimate_from_padded_to_mean_length():
+    base = estimate(lora_run())
+    s = lora_run().training.max_seq_length
+    packed = estimate(lora_run(**{"training.padding_free": True, "whatif.mean_seq_length": 256}))
+    for key in ("activations (layers)", "activations (logits + loss)"):
+        assert packed.breakdown[key] == pytest.approx(base.breakdown[key] * 256 / s, rel=1e-6)
+    assert packed.tokens_per_step == pytest.approx(base.tokens_per_step * 256 / s)
+    assert not packed.what_if and any("padding-free" in n for n in packed.notes)
+    # without the data's mean length: the padded length, and the note says what to set
+    unknown = estimate(lora_run(**{"training.padding_free": True}))
+    assert unknown.breakdown["activations (layers)"] == pytest.approx(base.breakdown["activations (layers)"])
+    assert any("whatif.mean_seq_length" in n for n in unknown.notes)
+    # eager attention keeps scores over the whole packed row: a batch of 4 packed costs more than padded
+    eager = {"model.attn_implementation": "eager", "training.batch_size": 4}
+    padded = estimate(lora_run(**eager, **{"whatif.mean_seq_length": 256}))
+    row = estimate(lora_run(**eager, **{"training.padding_free": True, "whatif.mean_seq_length": s}))
+    assert row.breakdown["activations (layers)"] > padded.breakdown["activations (layers)"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"task.name": "classification"}, "causal LM tasks"),
+    ({"method.name": "prompt_tuning"}, "position_ids"),
+])
+def test_padding_free_is_refused_where_it_would_mix_examples(changes, words):
+    with pytest.raises(ValueError) as err:
+        lora_run(**{"training.padding_free": True, **changes})
+    assert "training.padding_free" in str(err.value) and words in str(err.value)
+
+
+def _rows(lengths, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n in lengths:
+        ids = torch.randint(1, VOCAB, (n,), generator=g).tolist()
+        out.append({"input_ids": ids, "labels": list(ids)})
+    return out
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_padding_free_batch_has_the_padded_batch_loss(attn):
+    """Same rows, one padded batch and one packed row: equal losses prove that no example sees another."""
+    import torch
+    import transformers as tf
+
+    from ftkit.engine.settings import data_collator
+    from ftkit.tasks._causal import LMCollator
+
+    torch.manual_seed(0)
+    model = tf.LlamaForCausalLM(tf.LlamaConfig(**LLAMA, attn_implementation=attn)).eval()
+    config = RunConfig.from_dict({"task": {"name": "domain"}, "training": {"padding_free": True}})
+    padded_collator = LMCollator(0)
+    assert data_collator(config.update({"training.padding_free": False}), padded_collator, model) is padded_collator
+    flat = data_collator(config, padded_collator, model)
+    assert isinstance(flat, tf.DataCollatorWithFlattening)
+    rows = _rows([5, 9, 13, 7])
+    with torch.no_grad():
+        padded = model(**padded_collator(rows)).loss.item()
+        batch = flat(rows)
+        assert batch["input_ids"].shape == (1, 34) and "attention_mask" not in batch
+        assert batch["use_cache"] is False
+        packed = model(**batch).loss.item()
+        # the same row as one long text (no position_ids), or with a KV cache (masking_utils then looks for no
+        # packed examples): examples attend to each other, another loss
+        mixed = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss.item()
+        cached = model(**{**batch, "use_cache": True}).loss.item()
+    assert packed == pytest.approx(padded, abs=1e-5)
+    assert abs(mixed - padded) > 1e-4 and abs(cached - padded) > 1e-4
+
+
+def test_padding_free_refuses_a_model_that_would_not_see_the_boundaries():
+    from types import SimpleNamespace
+
+    from ftkit.engine.settings import padding_free_refusal
+
+    class Homemade:  # defined here, where no create_causal_mask is imported
+        config = SimpleNamespace(_attn_implementation="sdpa")
+
+        def forward(self, input_ids, position_ids=None):
+            return input_ids
+
+    assert "masking_utils" in padding_free_refusal(Homemade())
+    Homemade.config = SimpleNamespace(_attn_implementation="my_kernel")
+    assert "my_kernel" in padding_free_refusal(Homemade())
+
+
+def test_a_padding_free_run_feeds_packed_rows_and_logs_the_padded_runs_loss(monkeypatch):
+    """The run itself: a domain run with padding_free trains on packed rows (one row, position_ids, no cache)
+    and logs the padded run's first loss (same rows, same seed, no dropout)."""
+    pytest.importorskip("peft")
+    import transformers as tf
+
+    from ftkit.engine.train import train
+    from ftkit.store import RunStore
+
+    seen = []
+    flatten = tf.DataCollatorWithFlattening.__call__
+
+    def spy(self, features, *args, **kwargs):
+        batch = flatten(self, features, *args, **kwargs)
+        seen.append((tuple(batch["input_ids"].shape), sum(len(f["input_ids"]) for f in features)))
+        return batch
+
+    monkeypatch.setattr(tf.DataCollatorWithFlattening, "__call__", spy)
+    config = RunConfig().update({"model.name_or_path": "builtin:tiny-llama", "task.name": "domain",
+                                 "method.name": "lora", "method.lora.lora_dropout": 0.0, "training.max_steps": 2,
+                                 "training.batch_size": 4, "training.logging_steps": 1, "training.eval_steps": 0,
+                                 "data.max_eval_samples": 8})
+    losses = {}
+    for free in (False, True):
+        run_config = config.set("training.padding_free", free)
+        record = RunStore().create(run_config)
+        summary = train(run_config, record.path)
+        assert summary["status"] == "finished", summary["reason"]
+        losses[free] = summary["loss_first"]
+        assert bool(seen) == free
+    assert all(shape == (1, tokens) for shape, tokens in seen)
+    assert losses[True] == pytest.approx(losses[False], abs=1e-4)

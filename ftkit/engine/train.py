@@ -158,6 +158,7 @@ def _train(config, run_dir: Path, say, control: Optional[Control], state: RunSta
     from ..tasks import TaskContext
     from .build import build, quiet
     from .loading import device_type
+    from .settings import data_collator
 
     quiet()
     t = config.training
@@ -204,7 +205,7 @@ def _train(config, run_dir: Path, say, control: Optional[Control], state: RunSta
     trainer = trainer_cls(
         model=model, args=args, train_dataset=task_data.train,
         eval_dataset=task_data.eval if has_eval else None,
-        data_collator=task_data.collator, processing_class=tokenizer,
+        data_collator=data_collator(config, task_data.collator, model), processing_class=tokenizer,
         compute_metrics=task_data.compute_metrics if has_eval else None,
         preprocess_logits_for_metrics=task_data.preprocess_logits,
         callbacks=callbacks,

@@ -19,7 +19,6 @@ WHAT_IF = {
                              "enable_activation_offloading)",
     "optimizer_in_backward": "optimizer step in backward (each gradient applied and freed as it is produced, "
                              "as torchtune's optimizer_in_bwd)",
-    "padding_free": "padding-free batches (packed, no padding tokens), of whatif.mean_seq_length tokens per example",
 }
 
 
@@ -33,7 +32,7 @@ def _defaults(config) -> dict:
                 adapter_dtype=getattr(t, "adapter_dtype", "float32"),
                 fused_cross_entropy=getattr(t, "fused_cross_entropy", False),
                 torch_compile=getattr(t, "torch_compile", False),
-                padding_free=getattr(w, "padding_free", False),
+                padding_free=getattr(t, "padding_free", False),
                 activation_offloading=getattr(w, "activation_offloading", False),
                 optimizer_in_backward=getattr(w, "optimizer_in_backward", False),
                 mean_seq_length=getattr(w, "mean_seq_length", None))
@@ -55,8 +54,8 @@ def estimate(config, gpus: Optional[int] = None, gpu_memory_gb: Optional[float] 
     ``device``: a name from ``DEVICES`` ("A100-80GB", "H100-80GB", "RTX-4090", "CPU", ...).
     ``overrides``: batch, seq, accum, checkpointing, optimizer, precision, dtype, bits, quant_type,
     double_quant, zero_stage, offload_optimizer, offload_params, adapter_dtype, fused_cross_entropy,
-    torch_compile, padding_free, and the what-ifs activation_offloading, optimizer_in_backward,
-    mean_seq_length.
+    torch_compile, padding_free with mean_seq_length, and the what-ifs activation_offloading,
+    optimizer_in_backward.
     """
     config = _as_config(config)
     dev = lookup(device)
@@ -78,11 +77,16 @@ def estimate(config, gpus: Optional[int] = None, gpu_memory_gb: Optional[float] 
         shapes, opts, full=full, trainable=trainable, adapter_params=adapter_params, w_bytes=w_bytes,
         precision=precision, world=world, on_cpu=on_cpu, notes=notes)
     seq = opts["seq"]
-    if opts["mean_seq_length"] and opts["padding_free"]:
-        seq = min(seq, int(opts["mean_seq_length"]))
+    if opts["padding_free"]:  # activations and time follow the tokens a batch really holds
+        seq = min(seq, int(opts["mean_seq_length"] or seq))
+        notes.append(f"padding-free batches: {seq} tokens per example"
+                     + ("" if opts["mean_seq_length"] else " (max_seq_length: set whatif.mean_seq_length to the "
+                        "data's mean)"))
     seq += memory.extra_tokens(options) if memory.extra_tokens else 0
-    acts = activation_terms(shapes, method, options, opts, act_bytes, config.model.attn_implementation != "eager",
-                            on_cpu, seq)
+    # padding-free: the model sees one row of batch x seq tokens (per-token terms alike, eager's scores over all)
+    acts = activation_terms(shapes, method, options, {**opts, "batch": 1} if opts["padding_free"] else opts,
+                            act_bytes, config.model.attn_implementation != "eager", on_cpu,
+                            opts["batch"] * seq if opts["padding_free"] else seq)
     if opts["torch_compile"]:
         notes.append("torch.compile: memory estimated as without it (what inductor saves varies by model); "
                      f"time {COMPILE_SPEEDUP:.2f}x faster")
@@ -99,8 +103,7 @@ def estimate(config, gpus: Optional[int] = None, gpu_memory_gb: Optional[float] 
         gpu_memory_gb=memory_gb, total_params=shapes.total + adapter_params, trainable_params=trainable,
         breakdown=breakdown, cpu_breakdown=cpu_side, flops_per_step=flops, seconds_per_step=seconds,
         tokens_per_step=tokens, notes=notes, exact_params=exact, phases={k: v for k, v in phases.items() if v},
-        unified_breakdown=unified, what_if=[WHAT_IF[k] + (f": {opts['mean_seq_length'] or opts['seq']}"
-                                             if k == "padding_free" else "") for k in WHAT_IF if opts.get(k)],
+        unified_breakdown=unified, what_if=[WHAT_IF[k] for k in WHAT_IF if opts.get(k)],
         settings={**opts, "device_kind": dev.kind, "dtype_resolved": dtype, "precision_resolved": precision,
                   "world": world},
     )
