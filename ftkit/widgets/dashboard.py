@@ -28,12 +28,16 @@ class Dashboard(widgets.VBox):
     """Live plots, progress, controls, log, samples and summary for ``run`` (a Run, a record or a run id).
 
     ``interval``: seconds between redraws at most (``None``: redraw only on ``flush()``);
-    ``max_points``: points kept per curve (older ones decimated); ``tail_points``: points per ordinary update.
+    ``max_points``: points kept per curve (older ones decimated); ``tail_points``: points per ordinary update;
+    ``plots``: ``"auto"`` (a FigureWidget, or a static image where the frontend cannot render one),
+    ``"figurewidget"`` or ``"static"``; ``None`` takes ``ftkit.widgets.set_plots`` or ``FTKIT_PLOTS``.
     """
 
     def __init__(self, run: Any, controller: Any = None, *, interval: Optional[float] = 0.25,
-                 max_points: int = 2000, tail_points: int = 100, log_lines: int = 12, **kwargs):
+                 max_points: int = 2000, tail_points: int = 100, log_lines: int = 12,
+                 plots: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
+        self._plots = plots
         self.add_class("ftkit-dashboard")
         self.run = _runs.resolve(run, controller)
         self._log_lines = log_lines
@@ -95,7 +99,7 @@ class Dashboard(widgets.VBox):
         for i, name in enumerate(metric_names):
             s["metric:" + name] = add_stream(fig, name, row=1, col=3, color=PALETTE[(3 + i * 6) % 10],
                                              mode="lines+markers", **kw)
-        self.figure = figure_widget(fig)
+        self.figure = figure_widget(fig, self._plots)
         self._meter = Meter(self.figure)
 
         self.status_label = widgets.HTML()
