@@ -585,6 +585,18 @@ def test_app_starts_a_run_and_shows_its_dashboard():
     assert len(app.run_picker.options) == 3
 
 
+def test_app_runs_tab_follows_the_run_to_its_end():
+    ctl = FakeController()
+    app = App(controller=ctl, preset="demo", interval=None)
+    app.form.start_button.click()
+    run = ctl.runs[0]  # the fake's own status stays "starting", as a run's handle may lag its events
+    assert app.run_picker.options[0][0].endswith("(starting)")
+    for event in training_events(20):
+        run.emit(event)
+    app.dashboards[run.id].flush()
+    assert app.run_picker.options[0][0] == f"{run.id} (finished)" and app.run_picker.value == run.id
+
+
 def test_app_reports_a_refused_start():
     class Refusing(FakeController):
         def start(self, config):

@@ -101,14 +101,20 @@ class App(widgets.VBox):
         key = _runs.run_id(run)
         if key not in self.dashboards:
             self.dashboards[key] = Dashboard(run, interval=self._interval, plots=self._plots)
+            self.dashboards[key].on_status(lambda _: self.refresh(select=self.run_picker.value))
         self.dashboard_box.children = [self.dashboards[key]]
         self.refresh(select=key)
         self.tabs.selected_index = 1
         return self.dashboards[key]
 
+    def _status_of(self, run: Any) -> str:
+        """The status a run's dashboard has drawn from its events, else the run's own."""
+        dashboard = self.dashboards.get(_runs.run_id(run))
+        return dashboard.status if dashboard is not None else _runs.status(run, "?")
+
     def refresh(self, select: Optional[str] = None) -> None:
         runs = list(getattr(self.controller, "runs", []) or [])
-        options = [(f"{_runs.run_id(r)} ({_runs.status(r, '?')})", _runs.run_id(r)) for r in runs]
+        options = [(f"{_runs.run_id(r)} ({self._status_of(r)})", _runs.run_id(r)) for r in runs]
         if select and select not in [v for _, v in options]:
             options.append((select, select))
         self.run_picker.options = options

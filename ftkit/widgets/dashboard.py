@@ -38,6 +38,8 @@ class Dashboard(widgets.VBox):
                  plots: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         self._plots = plots
+        self._status_callbacks: list = []
+        self._told: Optional[str] = None  # the status the callbacks last heard
         self.add_class("ftkit-dashboard")
         self.run = _runs.resolve(run, controller)
         self._log_lines = log_lines
@@ -306,6 +308,14 @@ class Dashboard(widgets.VBox):
         self.pause_button.disabled = status != "running"
         self.resume_button.disabled = status != "paused"
         self.save_button.disabled = status not in ("running", "paused")
+        if status != self._told:
+            self._told = status
+            for callback in list(self._status_callbacks):
+                callback(status)
+
+    def on_status(self, callback) -> None:
+        """Call ``callback(status)`` whenever the run's status as drawn here changes."""
+        self._status_callbacks.append(callback)
 
     # ---- actions ----------------------------------------------------------------
 
