@@ -101,6 +101,13 @@ class Dashboard(widgets.VBox):
         for i, name in enumerate(metric_names):
             s["metric:" + name] = add_stream(fig, name, row=1, col=3, color=PALETTE[(3 + i * 6) % 10],
                                              mode="lines+markers", **kw)
+        # an axis with no points yet shows 0-1 (plotly's own empty range is -1-4), then fits its points
+        fig.update_yaxes(range=[0, 1], autorange=False)
+        self._empty_axes: dict[str, list] = {}
+        for st in s.values():
+            self._empty_axes.setdefault(fig.data[st.index[1]].yaxis or "y", []).append(st)
+        # learning rates as 2e-4, not 0.000195: short labels that do not run into the loss plot at half width
+        fig.update_yaxes(tickformat=".1e", exponentformat="e", nticks=4, row=1, col=2)
         self.figure = figure_widget(fig, self._plots)
         self._meter = Meter(self.figure)
 
@@ -242,6 +249,12 @@ class Dashboard(widgets.VBox):
     # ---- drawing --------------------------------------------------------------
 
     def _render(self) -> None:
+        filled = [axis for axis, streams in self._empty_axes.items() if any(st.total for st in streams)]
+        if filled:
+            with self.figure.batch_update():
+                for axis in filled:
+                    self.figure.layout[axis.replace("y", "yaxis", 1)].autorange = True
+                    del self._empty_axes[axis]
         push(self.figure, list(self._streams.values()))
         sent = self._meter.take()
         self._updates += 1
