@@ -83,7 +83,7 @@ def png(fig: Any, width: int = 960, dpi: int = 100) -> bytes:
             if "lines" in mode:
                 (artist,) = ax.plot(x, y, linewidth=(trace.line.width or 2) * 0.75,
                                     linestyle=DASHES.get(trace.line.dash, "-"), **style)
-            if "markers" in mode:
+            if "markers" in mode or len(x) == 1:  # a lone point has no line to show it
                 (dots,) = ax.plot(x, y, linestyle="none", marker="o", markersize=3, **style)
                 artist = artist or dots
         else:
