@@ -392,11 +392,12 @@ def test_empty_axes_show_0_to_1_then_fit_their_points_and_learning_rates_are_sho
     dash = Dashboard(run, interval=None)
     layout = dash.figure.layout
     assert tuple(layout.yaxis3.range) == (0, 1) and layout.yaxis3.autorange is False  # not plotly's -1..4
-    assert layout.yaxis2.tickformat == ".1e"  # 2.0e-04, not 0.000195 running into the loss plot
+    assert tuple(layout.xaxis3.range) == (0, 1) and layout.xaxis3.autorange is False
+    assert layout.yaxis2.tickformat == ".3~e"  # 1.95e-3, not 0.00195 running into the loss plot
     for event in training_events(20):
         run.emit(event)
     dash.flush()
-    assert layout.yaxis.autorange is True and layout.yaxis2.autorange is True  # points: the axes fit them
+    assert layout.yaxis.autorange is True and layout.xaxis2.autorange is True  # points: the axes fit them
     assert dash.figure.layout.yaxis3.autorange is (True if dash.stats["points_total"].get("accuracy") else False)
 
 

@@ -83,7 +83,7 @@ class Dashboard(widgets.VBox):
         metric_names = [m for m in (spec.metrics if spec and spec.metrics else ([spec.metric] if spec else []))
                         if m != "loss"]
         titles = ("loss", "learning rate", self._metric or "eval metric", "tokens / s", "memory (MB)", "grad norm")
-        fig = make_subplots(rows=2, cols=3, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.16)
+        fig = make_subplots(rows=2, cols=3, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.16)
         fig.update_layout(height=520, margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.08),
                           uirevision="keep")
         kw = dict(max_points=max_points, tail_points=tail_points)
@@ -102,12 +102,15 @@ class Dashboard(widgets.VBox):
             s["metric:" + name] = add_stream(fig, name, row=1, col=3, color=PALETTE[(3 + i * 6) % 10],
                                              mode="lines+markers", **kw)
         # an axis with no points yet shows 0-1 (plotly's own empty range is -1-4), then fits its points
+        fig.update_xaxes(range=[0, 1], autorange=False)
         fig.update_yaxes(range=[0, 1], autorange=False)
-        self._empty_axes: dict[str, list] = {}
+        self._empty_axes: dict[str, list] = {}  # layout key ("xaxis3", "yaxis") -> the streams drawn on it
         for st in s.values():
-            self._empty_axes.setdefault(fig.data[st.index[1]].yaxis or "y", []).append(st)
-        # learning rates as 2e-4, not 0.000195: short labels that do not run into the loss plot at half width
-        fig.update_yaxes(tickformat=".1e", exponentformat="e", nticks=4, row=1, col=2)
+            trace = fig.data[st.index[1]]
+            for axis in ((trace.xaxis or "x").replace("x", "xaxis", 1), (trace.yaxis or "y").replace("y", "yaxis", 1)):
+                self._empty_axes.setdefault(axis, []).append(st)
+        # learning rates as 1.95e-3, not 0.00195: short labels that do not run into the loss plot at half width
+        fig.update_yaxes(tickformat=".3~e", nticks=4, row=1, col=2)
         self.figure = figure_widget(fig, self._plots)
         self._meter = Meter(self.figure)
 
@@ -253,7 +256,7 @@ class Dashboard(widgets.VBox):
         if filled:
             with self.figure.batch_update():
                 for axis in filled:
-                    self.figure.layout[axis.replace("y", "yaxis", 1)].autorange = True
+                    self.figure.layout[axis].autorange = True
                     del self._empty_axes[axis]
         push(self.figure, list(self._streams.values()))
         sent = self._meter.take()
