@@ -273,6 +273,8 @@ def main() -> int:
         every = args.every if plots == "figurewidget" else args.static_every
         print(f"\n### plots={plots}")
         figures[plots] = part1(args, plots, every)
+        if plots == "figurewidget":
+            figures.update(figures[plots])  # the FigureWidget path's figures stay at the top level too
     if args.train_steps:
         figures.update(part2(args, log))
     if args.json:
