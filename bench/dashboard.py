@@ -13,7 +13,9 @@ around steps 10, 1,000 and 10,000: bytes per update (mean and max), messages
 per update, CPU per event, over the updates ending in the last tenth of the
 steps up to that mark (at least two updates' worth: steps 1-10, 901-1,000,
 9,001-10,000); ordinary updates only (those with an eval are reported apart).
-Flat means the step-10,000 figures match the earlier ones.
+Flat means the step-10,000 figures match the earlier ones. Part 1 runs once per
+plot path (``--plots figurewidget,static``); the static path draws one PNG per
+update, every ``--static-every`` events (live, its images are at most one per 2 s).
 
 Part 2 trains a real run in the kernel (tiny Llama, LoRA, a step event every
 step) with and without a dashboard attached, alternating, and prints the CPU
@@ -122,7 +124,7 @@ def eval_events(step: int) -> list[dict]:
             make_event("sample", step=step, samples=[{"prompt": f"review {i}", "output": "positive"} for i in range(3)])]
 
 
-def synthetic(steps: int, every: int, eval_every: int) -> dict:
+def synthetic(steps: int, every: int, eval_every: int, plots: str = "figurewidget") -> dict:
     """Feed ``steps`` step events; one record per update: last step, messages, bytes, CPU, events, had an eval."""
     from ftkit.config import RunConfig
     from ftkit.events import make_event
@@ -131,7 +133,9 @@ def synthetic(steps: int, every: int, eval_every: int) -> dict:
     meter = Meter()
     install_meter(meter)
     run = SyntheticRun(RunConfig.preset("demo"))
-    dash = Dashboard(run, interval=None)
+    dash = Dashboard(run, interval=None, plots=plots)
+    if plots == "static":
+        dash.figure.interval = 0  # one PNG per update here; the live throttle is 1 s between images
     run.emit(make_event("status", status="starting"))
     run.emit(make_event("started", max_steps=steps, start_step=0, world_size=1, device="cpu",
                         trainable_params=73_728, total_params=22_786_432, rss_mb=900.0))
@@ -250,6 +254,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10_000, help="synthetic step events")
     parser.add_argument("--every", type=int, default=10, help="events per update (draw after this many)")
     parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--plots", default="figurewidget,static", help="plot paths to measure, comma-separated")
+    parser.add_argument("--static-every", type=int, default=250,
+                        help="events per update on the static path (its images are throttled to one per 2 s live)")
     parser.add_argument("--train-steps", type=int, default=60, help="steps of each real run (0: skip part 2)")
     parser.add_argument("--rounds", type=int, default=2, help="with/without rounds of the real run")
     parser.add_argument("--threads", type=int, default=1,
@@ -261,10 +268,25 @@ def main() -> int:
     log = lambda line: print("  " + line, file=sys.stderr, flush=True)  # noqa: E731
     print(stamp(command_line()))
 
-    result = synthetic(args.steps, args.every, args.eval_every)
+    figures: dict = {}
+    for plots in args.plots.split(","):
+        every = args.every if plots == "figurewidget" else args.static_every
+        print(f"\n### plots={plots}")
+        figures[plots] = part1(args, plots, every)
+        if plots == "figurewidget":
+            figures.update(figures[plots])  # the FigureWidget path's figures stay at the top level too
+    if args.train_steps:
+        figures.update(part2(args, log))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+def part1(args, plots: str, every: int) -> dict:
+    result = synthetic(args.steps, every, args.eval_every, plots)
     marks = [m for m in (10, 1_000, 10_000) if m <= args.steps] or [args.steps]
-    rows = flatness(result, marks, args.every)
-    print(f"\n{args.steps:,} synthetic step events, an update every {args.every} events "
+    rows = flatness(result, marks, every)
+    print(f"\n{args.steps:,} synthetic step events, an update every {every} events "
           f"(opening the widgets: {result['opened'][0]} messages, {result['opened'][1]:,} bytes, not counted)")
     print(markdown(["around step", "updates", "bytes / update (mean)", "bytes / update (max)",
                     "messages / update", "kernel CPU / event"],
@@ -285,8 +307,11 @@ def main() -> int:
     print(f"whole run: {total_cpu:.2f} s kernel CPU for {total_events:,} events "
           f"({1e6 * total_cpu / total_events:.0f} µs per event), points on screen per curve <= "
           f"{max(result['points'].values()):,}")
-    figures = {"flatness": rows, "cpu_us_per_event": 1e6 * total_cpu / total_events}
+    return {"flatness": rows, "cpu_us_per_event": 1e6 * total_cpu / total_events}
 
+
+def part2(args, log) -> dict:
+    figures = {}
     if args.train_steps:
         print(f"\nreal in-kernel runs: tiny Llama, LoRA, {args.train_steps} steps, a step event every step, "
               f"dashboard redrawn every 0.25 s at most")
@@ -306,9 +331,7 @@ def main() -> int:
             ["bytes sent opening the dashboard", f"{real['opened_bytes']:,.0f}", 1],
         ]))
         figures["real"] = real
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
-    return 0
+    return figures
 
 
 if __name__ == "__main__":

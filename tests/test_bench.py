@@ -39,6 +39,7 @@ def test_dashboard_measures_bytes_cpu_and_a_real_run(tmp_path):
     rows = {r["step"]: r for r in figures["flatness"]}
     assert set(rows) == {10}
     assert 0 < rows[10]["bytes_mean"] < 20_000 and rows[10]["cpu_us_per_event"] > 0
+    assert figures["static"]["cpu_us_per_event"] > 0  # the static plot path is measured too
     real = figures["real"]
     assert real["updates"][0] >= 1 and real["bytes"][0] > 0 and real["ui_cpu_s"][0] > 0
     assert "dashboard CPU / training time" in text

@@ -387,6 +387,20 @@ def test_bytes_per_update_stay_bounded_over_10000_steps():
           f"steps 2000-3000: mean {mean_middle:.0f}; updates {stats['updates']}")
 
 
+def test_empty_axes_show_0_to_1_then_fit_their_points_and_learning_rates_are_short():
+    run = FakeRun(demo())
+    dash = Dashboard(run, interval=None)
+    layout = dash.figure.layout
+    assert tuple(layout.yaxis3.range) == (0, 1) and layout.yaxis3.autorange is False  # not plotly's -1..4
+    assert tuple(layout.xaxis3.range) == (0, 1) and layout.xaxis3.autorange is False
+    assert layout.yaxis2.tickformat == ".3~e"  # 1.95e-3, not 0.00195 running into the loss plot
+    for event in training_events(20):
+        run.emit(event)
+    dash.flush()
+    assert layout.yaxis.autorange is True and layout.xaxis2.autorange is True  # points: the axes fit them
+    assert dash.figure.layout.yaxis3.autorange is (True if dash.stats["points_total"].get("accuracy") else False)
+
+
 def test_failed_run_shows_reason_and_log_tail():
     run = FakeRun(demo())
     run.logs = ["Traceback (most recent call last):", "MemoryError: out of memory"]
@@ -644,6 +658,31 @@ def test_app_starts_a_run_and_shows_its_dashboard():
     assert [c.training.max_steps for c in ctl.queued[0][0]] == [30, 30]
     app.refresh()
     assert len(app.run_picker.options) == 3
+
+
+def test_preset_row_fits_a_usual_notebook_width():
+    form = ConfigForm(demo())
+    row = [form.preset, form.path, form.load_button, form.save_button]
+
+    def least(widget) -> int:  # the narrowest a flex row lets it be, in px
+        layout = widget.layout
+        for value in (layout.width, (layout.flex or "").split(" ")[-1] or None):
+            if value and value.endswith("px"):
+                return int(value[:-2])
+        return 148 if isinstance(widget, widgets.Button) and layout.width != "auto" else 110
+    assert sum(least(w) for w in row) + 4 * 4 <= 740  # Save YAML stays on the preset row at ~800 px
+
+
+def test_app_runs_tab_follows_the_run_to_its_end():
+    ctl = FakeController()
+    app = App(controller=ctl, preset="demo", interval=None)
+    app.form.start_button.click()
+    run = ctl.runs[0]  # the fake's own status stays "starting", as a run's handle may lag its events
+    assert app.run_picker.options[0][0].endswith("(starting)")
+    for event in training_events(20):
+        run.emit(event)
+    app.dashboards[run.id].flush()
+    assert app.run_picker.options[0][0] == f"{run.id} (finished)" and app.run_picker.value == run.id
 
 
 def test_app_reports_a_refused_start():

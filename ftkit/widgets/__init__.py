@@ -1,8 +1,10 @@
 """Notebook widgets: ``ConfigForm``, ``DataPreview``, ``ModelSummary``, ``Dashboard``, ``Comparison``,
 ``AdvisorWidget``, ``HandoffPanel`` and ``App``.
 
-Stock ipywidgets and plotly ``FigureWidget`` only, so they work in JupyterLab
-and VS Code notebooks alike. Importing this package loads no training stack;
+Stock ipywidgets and plotly ``FigureWidget``; where a frontend cannot render
+``FigureWidget`` (anywidget not loadable), plots turn into PNG images drawn by
+matplotlib in a stock ``ipywidgets.Image`` by themselves (``plots="auto"``), or
+on request: ``set_plots("static" | "figurewidget" | "auto")`` or ``FTKIT_PLOTS``. Importing this package loads no training stack;
 the preview widgets import it in a background thread when asked to compute.
 """
 from __future__ import annotations
@@ -22,7 +24,15 @@ _LAZY = {
     "HandoffPanel": "handoff",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "set_plots"])
+
+
+def set_plots(mode: Any) -> None:
+    """The plot path of every ftkit plot made from now on: ``"auto"``, ``"figurewidget"``, ``"static"``
+    (``None``: back to the ``FTKIT_PLOTS`` environment variable, else ``"auto"``)."""
+    from ._plot import set_plots as _set
+
+    _set(mode)
 
 
 def __getattr__(name: str) -> Any:

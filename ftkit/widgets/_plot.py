@@ -11,10 +11,15 @@ plotly sends as binary buffers and validates without a per-element loop.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import threading
+import time
 from typing import Any, Optional
 
+import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
@@ -164,6 +169,8 @@ def push(fig: go.Figure, streams: list[Stream]) -> int:
         for index, props in changes.items():
             fig.data[index].x = props["x"]
             fig.data[index].y = props["y"]
+    if isinstance(fig, Plot):
+        fig.changed()
     return len(changes)
 
 
@@ -177,6 +184,9 @@ class Meter:
         self.total = 0
         self.last = 0
         self._pending = 0
+        if isinstance(fig, Plot):  # static images count themselves; the FigureWidget behind it is observed
+            fig.__dict__.setdefault("_meters", []).append(self)
+            fig = fig.figure
         if hasattr(fig, "_py2js_update"):
             fig.observe(self._seen, names=self.NAMES)
 
@@ -221,9 +231,234 @@ def fit_width(fig) -> None:
         send({"autosize": True})
 
 
-def figure_widget(fig: go.Figure):
-    """A ``FigureWidget`` of ``fig``; a plain figure where anywidget is missing."""
+MODES = ("auto", "figurewidget", "static")
+_default: Optional[str] = None  # set_plots(); else FTKIT_PLOTS; else "auto"
+_proven = threading.Event()  # a FigureWidget view in this kernel has reported back from the browser
+
+
+def set_plots(mode: Optional[str]) -> None:
+    """The plot path for every ftkit plot made from now on (``None``: back to ``FTKIT_PLOTS`` or ``auto``)."""
+    global _default
+    _default = None if mode is None else plots_mode(mode)
+
+
+@contextlib.contextmanager
+def using(mode: Optional[str]):
+    """Plots made inside the ``with`` block take ``mode`` unless they name their own (``None``: no change)."""
+    global _default
+    before = _default
+    if mode is not None:
+        _default = plots_mode(mode)
     try:
-        return go.FigureWidget(fig)
+        yield
+    finally:
+        _default = before
+
+
+def plots_mode(mode: Optional[str] = None) -> str:
+    """``mode``, else ``set_plots``'s, else the ``FTKIT_PLOTS`` environment variable, else ``auto``."""
+    value = (mode or _default or os.environ.get("FTKIT_PLOTS") or "auto").strip().lower()
+    if value not in MODES:
+        raise ValueError(f"plots={value!r}: choose one of {', '.join(MODES)}")
+    return value
+
+
+def _wait_s() -> float:
+    try:
+        return float(os.environ.get("FTKIT_PLOTS_WAIT", "6"))
+    except ValueError:
+        return 6.0
+
+
+class Plot(widgets.VBox):
+    """One ftkit plot: a ``FigureWidget`` where the frontend renders it, else a PNG drawn by matplotlib.
+
+    It stands in for the figure: ``data``, ``layout``, ``batch_update`` and the rest reach the figure
+    behind it (``.figure``), so callers build and update plots the same way on both paths. ``kind`` is
+    the path in use. In ``auto`` mode the plot starts as a ``FigureWidget`` and turns static by itself
+    when its view has not reported back ``wait`` seconds after the cell that made it finished (or
+    after it was made, outside a cell), unless some FigureWidget in this kernel already did. Outside
+    a Jupyter kernel (scripts, tests) nothing is shown, so ``auto`` keeps the FigureWidget. The
+    static path redraws at most every ``interval`` seconds (a trailing redraw shows the last
+    points); each update is one PNG of bounded size, whatever the run's length.
+    """
+
+    def __init__(self, fig: go.Figure, plots: Optional[str] = None, *, wait: Optional[float] = None,
+                 interval: float = 2.0, width: int = 960):
+        super().__init__(layout=_PlotLayout(self, width="100%"))
+        self.add_class("ftkit-plot")
+        self.mode = plots_mode(plots)
+        self.interval = interval
+        self.width = width
+        self.sent = 0  # bytes of images sent (the FigureWidget path is counted by ``Meter``)
+        self.images = 0
+        self.reported = False
+        self._lock = threading.RLock()
+        self._last_draw = 0.0
+        self._timer: Optional[threading.Timer] = None
+        self._dirty = False
+        self.image: Optional[widgets.Image] = None
+        self.figure: Any = None
+        if self.mode != "static":
+            try:
+                self.figure = go.FigureWidget(fig)
+            except ImportError:  # anywidget missing: only the static path can draw
+                self.figure = None
+        if self.figure is None:
+            self._go_static(go.Figure(fig))
+            return
+        self.kind = "figurewidget"
+        self.children = [self.figure]
+        self.figure.observe(self._reported, names=["_js2py_layoutDelta", "_js2py_traceDeltas"])
+        if self.mode == "auto":
+            _watch(self, _wait_s() if wait is None else wait)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith(("__", "_repr_", "_ipython_")) or name in ("figure", "_trait_values") \
+                or self.__dict__.get("figure") is None:
+            raise AttributeError(name)
+        return getattr(self.__dict__["figure"], name)
+
+    # ---- the path -----------------------------------------------------------------
+
+    def _reported(self, change) -> None:
+        if change["new"] is not None:
+            self.reported = True
+            _proven.set()
+
+    def fall_back(self) -> None:
+        """Switch to the static path now (what ``auto`` does when the FigureWidget never reports back)."""
+        with self._lock:
+            if self.kind == "static":
+                return
+            widget = self.figure
+            self._go_static(go.Figure(widget))
+            widget.close()
+
+    def _timed_out(self) -> None:
+        if not self.reported and not _proven.is_set() and self.kind == "figurewidget":
+            self.fall_back()
+
+    def _go_static(self, fig: go.Figure) -> None:
+        self.kind = "static"
+        self.figure = fig
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width=f"{self.width}px",
+                                                                       height="auto"))
+        self.image.add_class("ftkit-static-plot")
+        self.children = [self.image]
+        self.draw()
+
+    # ---- static drawing -----------------------------------------------------------
+
+    def changed(self) -> None:
+        """The figure changed: redraw the image now, or soon if one was drawn less than ``interval`` ago."""
+        if self.kind != "static":
+            return
+        with self._lock:
+            wait = self._last_draw + self.interval - time.monotonic()
+            if wait <= 0:
+                self.draw()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._trailing)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _trailing(self) -> None:
+        with self._lock:
+            self._timer = None
+            self.draw()
+
+    def draw(self) -> None:
+        """Draw the image now."""
+        from . import _static
+
+        with self._lock:
+            data = _static.png(self.figure, width=self.width)
+            self._last_draw = time.monotonic()
+            self.image.value = data
+            self.sent += len(data)
+            self.images += 1
+            for meter in _meters(self):
+                meter._pending += len(data)
+                meter.total += len(data)
+                meter.messages += 1
+
+
+class _PlotLayout(widgets.Layout):
+    """The plot's CSS layout, through which ``plot.layout["xaxis2"]`` and ``plot.layout.annotations`` also
+    reach the figure's layout, as they would on a ``FigureWidget`` (the CSS traits keep their names)."""
+
+    def __init__(self, plot: "Plot", **kwargs):
+        super().__init__(**kwargs)
+        self.__dict__["_plot_ref"] = plot
+
+    def _figure_layout(self):
+        figure = self.__dict__["_plot_ref"].__dict__.get("figure")
+        if figure is None:
+            raise AttributeError("layout")
+        return figure.layout
+
+    def __getitem__(self, key):
+        return self._figure_layout()[key]
+
+    def __setitem__(self, key, value):
+        self._figure_layout()[key] = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._figure_layout(), name)
+
+
+def _meters(plot: Plot) -> list:
+    return [m for m in plot.__dict__.get("_meters", [])]
+
+
+_waiting: list = []  # (plot, wait) made during the running cell
+_hooked = False
+
+
+def _watch(plot: Plot, wait: float) -> None:
+    """Start ``plot``'s wait once it can have been shown: after the running cell, or now."""
+    global _hooked
+    shell = _shell()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None:  # no frontend to show it (a script, a test): nothing to wait for
+        return
+    try:
+        parent = kernel.get_parent() or {}
+        in_cell = parent.get("header", {}).get("msg_type") == "execute_request" \
+            and threading.current_thread() is threading.main_thread()
+    except Exception:
+        in_cell = False
+    if in_cell:
+        if not _hooked:
+            shell.events.register("post_run_cell", _cell_done)
+            _hooked = True
+        _waiting.append((plot, wait))
+        return
+    _start(plot, wait)
+
+
+def _start(plot: Plot, wait: float) -> None:
+    timer = threading.Timer(wait, plot._timed_out)
+    timer.daemon = True
+    timer.start()
+
+
+def _cell_done(*_: Any) -> None:
+    while _waiting:
+        _start(*_waiting.pop())
+
+
+def _shell():
+    try:
+        from IPython import get_ipython
     except ImportError:
-        return fig
+        return None
+    return get_ipython()
+
+
+def figure_widget(fig: go.Figure, plots: Optional[str] = None) -> Plot:
+    """The plot of ``fig`` on the path ``plots`` picks (see ``Plot``)."""
+    return Plot(fig, plots)

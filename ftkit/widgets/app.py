@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import ipywidgets as widgets
 
-from . import _runs
+from . import _plot, _runs
 from .compare import Comparison
 from .dashboard import Dashboard
 from .estimate import EstimatePanel
@@ -31,13 +31,15 @@ class _LazyController:
 
 class App(widgets.VBox):
     def __init__(self, controller: Any = None, config: Any = None, *, preset: Optional[str] = None,
-                 methods: Optional[list[str]] = None, interval: Optional[float] = 0.25, **kwargs):
+                 methods: Optional[list[str]] = None, interval: Optional[float] = 0.25,
+                 plots: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
+        self._plots = plots  # "auto" | "figurewidget" | "static" for every plot of the App (see ``_plot.Plot``)
         self.add_class("ftkit-app")
         self._controller = controller
         self._interval = interval
         self.form = ConfigForm(config, preset=preset)
-        self.data_preview = DataPreview(self.form)
+        self.data_preview = DataPreview(self.form, plots=plots)
         self.model_summary = ModelSummary(self.form)
         self.estimate = EstimatePanel(self.form)
         self.form.on_start(self.start)
@@ -51,7 +53,8 @@ class App(widgets.VBox):
         self.attach_button.on_click(lambda _: self.show(self.run_picker.value) if self.run_picker.value else None)
         self.dashboard_box = widgets.VBox([])
         extra = {"methods": methods} if methods else {}
-        self.comparison = Comparison(_LazyController(self), self.form, interval=interval, **extra)
+        with _plot.using(plots):
+            self.comparison = Comparison(_LazyController(self), self.form, interval=interval, **extra)
         before = widgets.Accordion(
             children=[self.data_preview, self.model_summary], titles=("Data preview", "Model and parameters"))
         configure = widgets.VBox([self.form, self.estimate, before])
@@ -97,15 +100,21 @@ class App(widgets.VBox):
         run = _runs.resolve(run, self.controller)
         key = _runs.run_id(run)
         if key not in self.dashboards:
-            self.dashboards[key] = Dashboard(run, interval=self._interval)
+            self.dashboards[key] = Dashboard(run, interval=self._interval, plots=self._plots)
+            self.dashboards[key].on_status(lambda _: self.refresh(select=self.run_picker.value))
         self.dashboard_box.children = [self.dashboards[key]]
         self.refresh(select=key)
         self.tabs.selected_index = 1
         return self.dashboards[key]
 
+    def _status_of(self, run: Any) -> str:
+        """The status a run's dashboard has drawn from its events, else the run's own."""
+        dashboard = self.dashboards.get(_runs.run_id(run))
+        return dashboard.status if dashboard is not None else _runs.status(run, "?")
+
     def refresh(self, select: Optional[str] = None) -> None:
         runs = list(getattr(self.controller, "runs", []) or [])
-        options = [(f"{_runs.run_id(r)} ({_runs.status(r, '?')})", _runs.run_id(r)) for r in runs]
+        options = [(f"{_runs.run_id(r)} ({self._status_of(r)})", _runs.run_id(r)) for r in runs]
         if select and select not in [v for _, v in options]:
             options.append((select, select))
         self.run_picker.options = options

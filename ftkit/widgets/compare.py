@@ -465,7 +465,7 @@ class Comparison(widgets.VBox):
             setup = (f"<p>task <b>{html.escape(base.task.name)}</b>, model <b>{html.escape(base.model_name)}</b>, "
                      f"data <b>{html.escape(base.data.source)}</b>, seed {t.seed}, budget {budget}, "
                      f"batch {t.batch_size} x {t.gradient_accumulation_steps}, learning rate {t.learning_rate}</p>")
-        figure = go.Figure(self.figure)
+        figure = go.Figure(getattr(self.figure, "figure", self.figure))
         figure.update_layout(height=420, width=None)
         plot = pio.to_html(figure, include_plotlyjs=True, full_html=False)
         stamp = time.strftime("%Y-%m-%d %H:%M")

@@ -28,12 +28,18 @@ class Dashboard(widgets.VBox):
     """Live plots, progress, controls, log, samples and summary for ``run`` (a Run, a record or a run id).
 
     ``interval``: seconds between redraws at most (``None``: redraw only on ``flush()``);
-    ``max_points``: points kept per curve (older ones decimated); ``tail_points``: points per ordinary update.
+    ``max_points``: points kept per curve (older ones decimated); ``tail_points``: points per ordinary update;
+    ``plots``: ``"auto"`` (a FigureWidget, or a static image where the frontend cannot render one),
+    ``"figurewidget"`` or ``"static"``; ``None`` takes ``ftkit.widgets.set_plots`` or ``FTKIT_PLOTS``.
     """
 
     def __init__(self, run: Any, controller: Any = None, *, interval: Optional[float] = 0.25,
-                 max_points: int = 2000, tail_points: int = 100, log_lines: int = 12, **kwargs):
+                 max_points: int = 2000, tail_points: int = 100, log_lines: int = 12,
+                 plots: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
+        self._plots = plots
+        self._status_callbacks: list = []
+        self._told: Optional[str] = None  # the status the callbacks last heard
         self.add_class("ftkit-dashboard")
         self.run = _runs.resolve(run, controller)
         self._log_lines = log_lines
@@ -77,7 +83,7 @@ class Dashboard(widgets.VBox):
         metric_names = [m for m in (spec.metrics if spec and spec.metrics else ([spec.metric] if spec else []))
                         if m != "loss"]
         titles = ("loss", "learning rate", self._metric or "eval metric", "tokens / s", "memory (MB)", "grad norm")
-        fig = make_subplots(rows=2, cols=3, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.16)
+        fig = make_subplots(rows=2, cols=3, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.16)
         fig.update_layout(height=520, margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.08),
                           uirevision="keep")
         kw = dict(max_points=max_points, tail_points=tail_points)
@@ -95,7 +101,17 @@ class Dashboard(widgets.VBox):
         for i, name in enumerate(metric_names):
             s["metric:" + name] = add_stream(fig, name, row=1, col=3, color=PALETTE[(3 + i * 6) % 10],
                                              mode="lines+markers", **kw)
-        self.figure = figure_widget(fig)
+        # an axis with no points yet shows 0-1 (plotly's own empty range is -1-4), then fits its points
+        fig.update_xaxes(range=[0, 1], autorange=False)
+        fig.update_yaxes(range=[0, 1], autorange=False)
+        self._empty_axes: dict[str, list] = {}  # layout key ("xaxis3", "yaxis") -> the streams drawn on it
+        for st in s.values():
+            trace = fig.data[st.index[1]]
+            for axis in ((trace.xaxis or "x").replace("x", "xaxis", 1), (trace.yaxis or "y").replace("y", "yaxis", 1)):
+                self._empty_axes.setdefault(axis, []).append(st)
+        # learning rates as 1.95e-3, not 0.00195: short labels that do not run into the loss plot at half width
+        fig.update_yaxes(tickformat=".3~e", nticks=4, row=1, col=2)
+        self.figure = figure_widget(fig, self._plots)
         self._meter = Meter(self.figure)
 
         self.status_label = widgets.HTML()
@@ -236,6 +252,12 @@ class Dashboard(widgets.VBox):
     # ---- drawing --------------------------------------------------------------
 
     def _render(self) -> None:
+        filled = [axis for axis, streams in self._empty_axes.items() if any(st.total for st in streams)]
+        if filled:
+            with self.figure.batch_update():
+                for axis in filled:
+                    self.figure.layout[axis].autorange = True
+                    del self._empty_axes[axis]
         push(self.figure, list(self._streams.values()))
         sent = self._meter.take()
         self._updates += 1
@@ -302,6 +324,14 @@ class Dashboard(widgets.VBox):
         self.pause_button.disabled = status != "running"
         self.resume_button.disabled = status != "paused"
         self.save_button.disabled = status not in ("running", "paused")
+        if status != self._told:
+            self._told = status
+            for callback in list(self._status_callbacks):
+                callback(status)
+
+    def on_status(self, callback) -> None:
+        """Call ``callback(status)`` whenever the run's status as drawn here changes."""
+        self._status_callbacks.append(callback)
 
     # ---- actions ----------------------------------------------------------------
 

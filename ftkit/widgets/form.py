@@ -125,13 +125,15 @@ class ConfigForm(widgets.VBox):
         presets = list_presets()
         self.preset = widgets.Dropdown(
             options=[("(none: defaults)", "")] + [(f"{n}: {d}" if d else n, n) for n, d in presets.items()],
-            description="preset", style={"description_width": "60px"}, layout=widgets.Layout(width="420px"),
+            description="preset", style={"description_width": "60px"},
+            layout=widgets.Layout(width="auto", flex="1 1 260px", max_width="420px"),
         )
         self.preset.observe(self._preset_changed, "value")
         self.path = widgets.Text(value=path, description="file", style={"description_width": "40px"},
-                                 layout=widgets.Layout(width="260px"))
-        self.load_button = widgets.Button(description="Load YAML", icon="folder-open")
-        self.save_button = widgets.Button(description="Save YAML", icon="save")
+                                 layout=widgets.Layout(width="220px"))
+        # buttons as wide as their labels (ipywidgets' default is 148 px each): the row fits 740 px
+        self.load_button = widgets.Button(description="Load YAML", icon="folder-open", layout=widgets.Layout(width="auto"))
+        self.save_button = widgets.Button(description="Save YAML", icon="save", layout=widgets.Layout(width="auto"))
         self.load_button.on_click(lambda _: self._load_clicked())
         self.save_button.on_click(lambda _: self._save_clicked())
         top = widgets.HBox([self.preset, self.path, self.load_button, self.save_button],

@@ -150,7 +150,9 @@ class DataPreview(_Background):
 
     label = "Preview data"
 
-    def __init__(self, source: Any, previewer: Optional[Callable[[Any], dict]] = None, rows: int = 5, **kwargs):
+    def __init__(self, source: Any, previewer: Optional[Callable[[Any], dict]] = None, rows: int = 5,
+                 plots: Optional[str] = None, **kwargs):
+        self._plots = plots
         if previewer is None:
             def previewer(config):
                 from ..data import preview
@@ -185,7 +187,7 @@ class DataPreview(_Background):
                       annotation_text="max_seq_length")
         fig.update_layout(height=260, margin=dict(l=40, r=10, t=30, b=30), title="token length per training row",
                           xaxis_title="tokens", yaxis_title="rows", bargap=0.05)
-        self.figure = figure_widget(fig)
+        self.figure = figure_widget(fig, self._plots)
         self._plot_box.children = [self.figure] if isinstance(self.figure, widgets.Widget) else []
 
 

@@ -6,6 +6,7 @@ fail in CI (``CI`` set), where ``.ci/run`` installs it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -44,23 +45,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory):
-    base = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def serve_lab(base, disabled_extensions: tuple = (), app: str = "jupyterlab"):
+    """A JupyterLab server in ``base``; ``disabled_extensions``: lab extensions the page must not load;
+    ``app``: ``"jupyterlab"`` or ``"notebook"`` (Jupyter Notebook 7, the same server with its own pages)."""
     root, settings, runtime, config = (base / d for d in ("root", "settings", "runtime", "config"))
     for d in (root, settings, runtime, config):
         d.mkdir()
     notify = settings / "@jupyterlab" / "apputils-extension"
     notify.mkdir(parents=True)
     (notify / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    if disabled_extensions:
+        (config / "labconfig").mkdir()
+        (config / "labconfig" / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": {name: True for name in disabled_extensions}}))
     port, token, runs = _free_port(), secrets.token_hex(16), base / "runs"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(runtime),
            "FTKIT_RUNS_DIR": str(runs), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    klass = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+        sys.executable, "-m", app, "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-        f"--LabApp.workspaces_dir={base / 'workspaces'}", "--LabApp.expose_app_in_browser=True",
+        f"--ServerApp.root_dir={root}", f"--{klass}.user_settings_dir={settings}",
+        f"--{klass}.workspaces_dir={base / 'workspaces'}", f"--{klass}.expose_app_in_browser=True",
     ]
     log = open(base / "lab.log", "w")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -84,6 +91,12 @@ def lab(tmp_path_factory):
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
         log.close()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    with serve_lab(tmp_path_factory.mktemp("lab")) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
