@@ -226,6 +226,9 @@ class DistributedSection(Section):
     master_addr: str = field("127.0.0.1", "Address of node 0, reachable from every node.", advanced=True)
     master_port: Optional[int] = field(None, "Port on node 0; empty picks a free one.", ge=1024, le=65535, advanced=True)
     hostfile: Optional[str] = field(None, "DeepSpeed hostfile listing machines and their GPU slots.", advanced=True)
+    rendezvous_timeout: int = field(
+        300, "Seconds node 0 waits for every machine to join (torchrun's c10d rendezvous) before the run fails.",
+        ge=5, le=86400, advanced=True)
 
     @field_validator("zero_stage", mode="before")
     @classmethod
@@ -432,6 +435,8 @@ class RunConfig(Section):
                 "thread runs one process in the notebook kernel; use auto, torchrun or deepspeed for several "
                 "processes or DeepSpeed",
             ))
+        if d.node_rank >= d.num_nodes:
+            problems.append(("distributed.node_rank", f"node_rank {d.node_rank} is not below num_nodes {d.num_nodes}"))
         if d.num_nodes > 1 and not d.master_port:
             problems.append(("distributed.master_port", "several machines need a fixed master_port"))
         if d.launcher == "python" and (d.num_processes > 1 or d.num_nodes > 1):

@@ -73,6 +73,14 @@ def death_reason(run_dir, config: Any, exit_code: Optional[int], attached: bool)
     else:
         text = f"worker exited with code {exit_code} before its final event"
     lines = log_tail(run_dir, 200)
+    try:
+        from .launch import rendezvous_timeout_reason
+
+        waited = rendezvous_timeout_reason(config, run_dir, lines)
+    except Exception:
+        waited = None
+    if waited:
+        return waited
     if _several_ranks(config):
         cause = launcher_root_cause(lines)
         ranks = [cause] if cause else rank_failures(run_dir)

@@ -84,9 +84,13 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
         argv = [python, "-m", "torch.distributed.run",
                 "--nproc_per_node", str(nproc),
                 "--nnodes", str(d.num_nodes),
-                "--node_rank", str(d.node_rank),
-                "--master_addr", d.master_addr if d.num_nodes > 1 else "127.0.0.1",
-                "--master_port", str(master_port)]
+                "--node_rank", str(d.node_rank)]
+        if d.num_nodes > 1:
+            # c10d rendezvous on node 0: a run-specific id, and a bounded wait for the other machines
+            argv += ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"{d.master_addr}:{master_port}",
+                     "--rdzv_id", rendezvous_id(run_dir), "--rdzv_conf", f"join_timeout={d.rendezvous_timeout}"]
+        else:
+            argv += ["--master_addr", "127.0.0.1", "--master_port", str(master_port)]
         if gpu_list and cuda:
             env["CUDA_VISIBLE_DEVICES"] = gpu_list
         return Launch(argv + worker, env)
@@ -108,6 +112,42 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
         return Launch(argv, env)
 
     raise ValueError(f"unknown launcher {launcher!r}")
+
+
+def rendezvous_id(run_dir) -> str:
+    """The c10d rendezvous id of a run: its folder's name (a run id), so two runs never meet by mistake."""
+    return Path(str(run_dir)).name
+
+
+def join_command(config, run_dir, node_rank: int, runs_dir: Optional[str] = None) -> str:
+    """The command that joins machine ``node_rank`` to a multi-node torchrun run (pasted on that machine)."""
+    import shlex
+
+    run_dir = Path(str(run_dir))
+    parts = ["ftkit", "join", run_dir.name if runs_dir else str(run_dir), "--node-rank", str(node_rank)]
+    if runs_dir:
+        parts += ["--runs-dir", str(runs_dir)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def join_commands(config, run_dir) -> list[str]:
+    """One pasteable command per other machine of a multi-node torchrun run (none for other runs)."""
+    d = config.distributed
+    if config.launcher != "torchrun" or d.num_nodes < 2:
+        return []
+    return [join_command(config, run_dir, rank) for rank in range(d.num_nodes) if rank != d.node_rank]
+
+
+def rendezvous_timeout_reason(config, run_dir, lines: list[str]) -> Optional[str]:
+    """The message for a rendezvous that timed out (a node never arrived), from the launcher's log."""
+    d = config.distributed
+    text = "\n".join(lines)
+    if config.launcher != "torchrun" or d.num_nodes < 2 or "RendezvousTimeoutError" not in text:
+        return None
+    missing = [rank for rank in range(d.num_nodes) if rank != d.node_rank]
+    starts = "; ".join(join_command(config, run_dir, rank) for rank in missing)
+    return (f"waited {d.rendezvous_timeout} s for {len(missing)} of {d.num_nodes} nodes at "
+            f"{d.master_addr}:{d.master_port}: start {'it' if len(missing) == 1 else 'them'} with {starts}")
 
 
 # ---- the impure inputs --------------------------------------------------------------

@@ -49,8 +49,22 @@ def test_torchrun_on_several_machines_uses_the_configured_rendezvous():
                  launcher="torchrun")
     argv, env = build(config, cuda=True)
     assert argv == [PY, "-m", "torch.distributed.run", "--nproc_per_node", "8", "--nnodes", "2", "--node_rank", "1",
-                    "--master_addr", "10.0.0.1", "--master_port", "29400"] + WORKER
+                    "--rdzv_backend", "c10d", "--rdzv_endpoint", "10.0.0.1:29400", "--rdzv_id", "r1",
+                    "--rdzv_conf", "join_timeout=300"] + WORKER
     assert "CUDA_VISIBLE_DEVICES" not in env
+    argv, _ = build(config.set("distributed.rendezvous_timeout", 60), cuda=True)
+    assert argv[argv.index("--rdzv_conf") + 1] == "join_timeout=60"
+    node0 = config.set("distributed.node_rank", 0)
+    assert launch.join_commands(node0, RD) == ["ftkit join /runs/r1 --node-rank 1"]
+    assert launch.join_commands(cfg(num_processes=2), RD) == []
+    log = ["torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError"]
+    assert launch.rendezvous_timeout_reason(node0, RD, log) == (
+        "waited 300 s for 1 of 2 nodes at 10.0.0.1:29400: start it with ftkit join /runs/r1 --node-rank 1")
+    assert launch.rendezvous_timeout_reason(node0, RD, ["other error"]) is None
+    with pytest.raises(ConfigError, match="distributed.node_rank"):
+        config.set("distributed.node_rank", 2)
+    with pytest.raises(ConfigError, match="distributed.rendezvous_timeout"):
+        config.set("distributed.rendezvous_timeout", 1)
 
 
 def test_deepspeed_launcher_all_gpus_chosen_gpus_and_a_hostfile(tmp_path):
