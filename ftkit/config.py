@@ -201,11 +201,24 @@ class QuantizationSection(Section):
     _bits = field_validator("bits", mode="before")(classmethod(lambda cls, v: _none_or_int(v)))
 
 
+class SlurmSection(Section):
+    partition: Optional[str] = field(None, "Slurm partition (#SBATCH --partition); empty: the cluster's default.")
+    nodes: int = field(1, "Machines to allocate (#SBATCH --nodes); one srun task per machine runs torchrun.",
+                       ge=1, le=1024)
+    gpus_per_node: int = field(0, "GPUs per machine (#SBATCH --gpus-per-node); 0: CPU ranks, "
+                                  "distributed.num_processes of them per machine.", ge=0, le=64)
+    time: str = field("01:00:00", "Wall-clock limit (#SBATCH --time), as Slurm writes it: MM, HH:MM:SS or D-HH:MM:SS.",
+                      pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+    account: Optional[str] = field(None, "Account charged for the job (#SBATCH --account).")
+    extra: list[str] = field(factory=list, help="More #SBATCH lines, each without the '#SBATCH ' prefix, e.g. "
+                                                "--constraint=a100.")
+
+
 class DistributedSection(Section):
-    launcher: Literal["auto", "thread", "python", "torchrun", "deepspeed"] = field(
+    launcher: Literal["auto", "thread", "python", "torchrun", "deepspeed", "slurm"] = field(
         "auto",
         "How the run starts. auto: a thread in the notebook kernel for one device, deepspeed with a ZeRO "
-        "stage, torchrun for several processes.",
+        "stage, torchrun for several processes; slurm: a Slurm batch job (distributed.slurm).",
     )
     num_processes: int = field(1, "Processes (GPUs) per machine.", ge=1, le=1024)
     gpus: Optional[list[int]] = field(None, "Which GPUs to use (indices); empty: the first num_processes.")
@@ -229,6 +242,8 @@ class DistributedSection(Section):
     rendezvous_timeout: int = field(
         300, "Seconds node 0 waits for every machine to join (torchrun's c10d rendezvous) before the run fails.",
         ge=5, le=86400, advanced=True)
+    slurm: SlurmSection = field(factory=SlurmSection, help="The Slurm job (launcher slurm): partition, nodes, "
+                                "GPUs, time limit.", advanced=True)
 
     @field_validator("zero_stage", mode="before")
     @classmethod

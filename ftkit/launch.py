@@ -196,6 +196,9 @@ def resolve_checkpoint(resume_from: str, runs_root: Path) -> Path:
 
 def check(config, cuda: bool) -> None:
     """What the config cannot know: launchers installed, files present. Raises ConfigError."""
+    from . import slurm
+
+    slurm.check(config)
     d = config.distributed
     problems = []
     if d.zero_stage is not None and importlib.util.find_spec("deepspeed") is None:

@@ -151,3 +151,37 @@ def test_resume_from_resolves_a_checkpoint_folder_or_a_run_id(tmp_path):
     assert launch.resolve_checkpoint(run.name, tmp_path) == latest.resolve()
     with pytest.raises(ConfigError, match="resume_from: .*cut short"):
         launch.resolve_checkpoint(str(run / "checkpoints" / "checkpoint-15"), tmp_path)
+
+
+def test_the_slurm_batch_script_is_pure_and_runs_one_torchrun_per_node(monkeypatch):
+    from ftkit import slurm
+
+    config = cfg(launcher="slurm", num_processes=2, master_port=29400, zero_stage=2).update({
+        "distributed.slurm.nodes": 2, "distributed.slurm.partition": "gpu", "distributed.slurm.time": "00:10:00",
+        "distributed.slurm.account": "lab", "distributed.slurm.gpus_per_node": 4,
+        "distributed.slurm.extra": ["--constraint=a100"]})
+    text = slurm.batch_script(config, RD, python=PY)
+    assert text == slurm.batch_script(config, RD, python=PY)
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --time=00:10:00",
+                 "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --gpus-per-node=4",
+                 "#SBATCH --constraint=a100", f"#SBATCH --output={RD}/logs/worker.log",
+                 'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'):
+        assert line in lines, line
+    (srun,) = [line for line in lines if line.startswith("srun ")]
+    assert srun == ('srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 '
+                    f'{PY} -m torch.distributed.run --nproc_per_node 4 --nnodes 2 --rdzv_backend c10d '
+                    '--rdzv_endpoint "$MASTER_ADDR":29400 --rdzv_id r1 --rdzv_conf join_timeout=300 '
+                    f'-m ftkit.worker {RD}')
+    assert "DS_ACCELERATOR" not in text
+    cpu = slurm.batch_script(config.set("distributed.slurm.gpus_per_node", 0), RD, python=PY)
+    assert "export DS_ACCELERATOR=cpu" in cpu and "--nproc_per_node 2" in cpu
+    for bad in ("10 minutes", "1:2:3:4"):
+        with pytest.raises(ConfigError, match="distributed.slurm.time"):
+            config.set("distributed.slurm.time", bad)
+    with pytest.raises(ConfigError, match="distributed.slurm.nodes"):
+        config.set("distributed.slurm.nodes", 0)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ConfigError, match="distributed.launcher: slurm needs Slurm's sbatch"):
+        launch.check(config, cuda=False)

@@ -1,0 +1,80 @@
+"""A Slurm batch script as a pure function of the config, like ``launch.command``.
+
+``batch_script(config, run_dir)`` returns the text of the ``sbatch`` script:
+one ``srun`` task per allocated machine, each running torchrun with a c10d
+rendezvous on the allocation's first host (``scontrol show hostnames``), so
+every machine's ranks meet whatever nodes Slurm hands out. ``check`` says
+why the launcher cannot be used on this machine. Nothing here submits.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .errors import ConfigError
+from .launch import rendezvous_id
+
+SCRIPT_NAME = "slurm.sbatch"
+
+
+def batch_script(config, run_dir, *, python: Optional[str] = None, port: int = 29500) -> str:
+    """The batch script that trains ``config`` in ``run_dir`` on a Slurm allocation."""
+    d, s = config.distributed, config.distributed.slurm
+    python = python or sys.executable
+    run_dir = str(run_dir)
+    nproc = s.gpus_per_node or d.num_processes
+    lines = ["#!/bin/bash",
+             f"#SBATCH --job-name=ftkit-{rendezvous_id(run_dir)}",
+             f"#SBATCH --nodes={s.nodes}",
+             "#SBATCH --ntasks-per-node=1",
+             f"#SBATCH --time={s.time}",
+             f"#SBATCH --output={run_dir}/logs/worker.log",
+             "#SBATCH --open-mode=append",
+             f"#SBATCH --chdir={run_dir}"]
+    if s.partition:
+        lines.append(f"#SBATCH --partition={s.partition}")
+    if s.account:
+        lines.append(f"#SBATCH --account={s.account}")
+    if s.gpus_per_node:
+        lines.append(f"#SBATCH --gpus-per-node={s.gpus_per_node}")
+    lines += [f"#SBATCH {extra}" for extra in s.extra]
+    port = d.master_port or port
+    torchrun = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--nnodes", str(s.nodes),
+                "--rdzv_backend", "c10d", "--rdzv_endpoint", "$MASTER_ADDR:" + str(port),
+                "--rdzv_id", rendezvous_id(run_dir), "--rdzv_conf", f"join_timeout={d.rendezvous_timeout}",
+                "-m", "ftkit.worker", run_dir]
+    quoted = " ".join(a if a.startswith("$") else shlex.quote(a) for a in torchrun)
+    lines += ["set -euo pipefail",
+              "export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false",
+              'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+              "export MASTER_ADDR",
+              "",
+              f'srun --nodes={s.nodes} --ntasks={s.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 ' + quoted.replace(
+                  "$MASTER_ADDR", '"$MASTER_ADDR"'),
+              ""]
+    if not s.gpus_per_node:
+        lines.insert(lines.index("set -euo pipefail") + 1, "export DS_ACCELERATOR=cpu")
+    return "\n".join(lines)
+
+
+def write_script(config, run_dir, **kw) -> Path:
+    path = Path(run_dir) / SCRIPT_NAME
+    path.write_text(batch_script(config, run_dir, **kw))
+    return path
+
+
+def check(config) -> None:
+    """The launcher slurm needs Slurm's client commands on this machine; raises ConfigError naming the field."""
+    if config.launcher != "slurm":
+        return
+    missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(tool) is None]
+    if missing:
+        raise ConfigError([("distributed.launcher",
+                            f"slurm needs Slurm's {', '.join(missing)} on this machine's PATH (none found): run "
+                            "from a Slurm login node, or use launcher torchrun")])
+    raise ConfigError([("distributed.launcher",
+                        f"submitting from ftkit is not built yet: write the batch script with "
+                        f"ftkit.slurm.write_script and submit it with sbatch")])
