@@ -78,3 +78,57 @@ def check(config) -> None:
     raise ConfigError([("distributed.launcher",
                         f"submitting from ftkit is not built yet: write the batch script with "
                         f"ftkit.slurm.write_script and submit it with sbatch")])
+
+
+# ---- talking to Slurm (impure, small) --------------------------------------------------------
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
+                "BOOT_FAIL", "DEADLINE"}
+
+
+def submit(script, env=None) -> str:
+    """``sbatch --parsable SCRIPT``: the job id."""
+    import subprocess
+
+    out = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"sbatch refused {script}: {out.stderr.strip()}")
+    return out.stdout.strip().split(";")[0]
+
+
+def parse_job(text: str) -> dict:
+    """``scontrol show job`` output as a dict of its ``Key=Value`` fields."""
+    fields = {}
+    for token in text.split():
+        key, sep, value = token.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
+
+
+def job(job_id: str, env=None) -> dict:
+    """The job's fields from ``scontrol show job`` ({} once Slurm has forgotten it; accounting may be off)."""
+    import subprocess
+
+    out = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True, env=env)
+    return parse_job(out.stdout) if out.returncode == 0 else {}
+
+
+def cancel(job_id: str, env=None) -> None:
+    import subprocess
+
+    subprocess.run(["scancel", str(job_id)], capture_output=True, env=env)
+
+
+def end_reason(fields: dict) -> Optional[str]:
+    """Why Slurm ended a job that did not complete, in words (None while it runs or when it completed)."""
+    state, job_id = fields.get("JobState"), fields.get("JobId")
+    if state not in FINAL_STATES or state == "COMPLETED":
+        return None
+    why = {"TIMEOUT": f"it ran past its time limit ({fields.get('TimeLimit')}, distributed.slurm.time)",
+           "PREEMPTED": "a job of higher priority preempted it", "NODE_FAIL": "one of its nodes failed",
+           "CANCELLED": "it was cancelled (scancel)", "OUT_OF_MEMORY": "it ran out of its memory allocation",
+           }.get(state, f"exit code {fields.get('ExitCode')}")
+    reason = fields.get("Reason")
+    return f"Slurm ended job {job_id} as {state}: {why}" + (f" (Slurm's reason: {reason})"
+                                                          if reason and reason != "None" else "")
