@@ -76,7 +76,9 @@ def death_reason(run_dir, config: Any, exit_code: Optional[int], attached: bool)
     try:
         from .launch import rendezvous_timeout_reason
 
-        waited = rendezvous_timeout_reason(config, run_dir, lines)
+        from .launch import unreachable_host_reason
+
+        waited = rendezvous_timeout_reason(config, run_dir, lines) or unreachable_host_reason(config, lines)
     except Exception:
         waited = None
     if waited:

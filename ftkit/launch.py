@@ -98,7 +98,8 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
     if launcher == "deepspeed":
         argv = [python, "-m", "deepspeed.launcher.runner"]
         if d.hostfile:
-            argv += ["--hostfile", d.hostfile]
+            # the hostfile's machines over pdsh + ssh, even when it names one
+            argv += ["--hostfile", d.hostfile, "--force_multi"]
         if d.num_nodes > 1:
             argv += ["--num_nodes", str(d.num_nodes)]
         if gpu_list and cuda:
@@ -112,6 +113,30 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
         return Launch(argv, env)
 
     raise ValueError(f"unknown launcher {launcher!r}")
+
+
+#: what the deepspeed launcher's remote ranks need from this environment (it exports only PYTHON* itself)
+REMOTE_ENV = ("DS_ACCELERATOR", "OMP_NUM_THREADS", "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM",
+              "CUDA_VISIBLE_DEVICES", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+REMOTE_PREFIXES = ("FTKIT_",)
+
+
+def deepspeed_env_file(env: Mapping[str, str]) -> str:
+    """The ``.deepspeed_env`` text (KEY=VALUE lines) that carries ``env``'s settings to the hostfile's machines."""
+    keys = sorted(k for k in env if k in REMOTE_ENV or k.startswith(REMOTE_PREFIXES))
+    return "".join(f"{k}={env[k]}\n" for k in keys if "\n" not in env[k])
+
+
+def unreachable_host_reason(config, lines: list[str]) -> Optional[str]:
+    """The message for a hostfile machine the deepspeed launcher could not reach over ssh, from its log."""
+    import re
+
+    found = re.findall(r"host=(\S+) was not reachable via ssh", "\n".join(lines))
+    if not found:
+        return None
+    return (f"host {found[-1]} from distributed.hostfile {config.distributed.hostfile} cannot be reached over "
+            f"ssh without a password (the deepspeed launcher checks it with: ssh {found[-1]} hostname): "
+            "set up key-based ssh to it, or remove it from the hostfile")
 
 
 def rendezvous_id(run_dir) -> str:

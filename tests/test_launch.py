@@ -81,7 +81,8 @@ def test_deepspeed_launcher_all_gpus_chosen_gpus_and_a_hostfile(tmp_path):
     hosts = "/cluster/hostfile"
     config = cfg(num_processes=8, num_nodes=2, hostfile=hosts, master_addr="10.0.0.1", master_port=29500, zero_stage=3)
     argv, _ = build(config, cuda=True)
-    assert argv == [PY, "-m", "deepspeed.launcher.runner", "--hostfile", hosts, "--num_nodes", "2", "--num_gpus", "8",
+    assert argv == [PY, "-m", "deepspeed.launcher.runner", "--hostfile", hosts, "--force_multi", "--num_nodes", "2",
+                    "--num_gpus", "8",
                     "--master_addr", "10.0.0.1", "--master_port", "29500", "--no_local_rank", "--module",
                     "ftkit.worker", RD]
 
@@ -185,3 +186,14 @@ def test_the_slurm_batch_script_is_pure_and_runs_one_torchrun_per_node(monkeypat
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ConfigError, match="distributed.launcher: slurm needs Slurm's sbatch"):
         launch.check(config, cuda=False)
+
+
+def test_the_hostfiles_machines_get_the_settings_and_an_unreachable_host_is_named():
+    text = launch.deepspeed_env_file({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HOME": "/root",
+                                      "FTKIT_CACHE": "/c", "TORCH_EXTENSIONS_DIR": "/t"})
+    assert text == "DS_ACCELERATOR=cpu\nFTKIT_CACHE=/c\nOMP_NUM_THREADS=1\nTORCH_EXTENSIONS_DIR=/t\n"
+    config = cfg(num_processes=2, zero_stage=2, hostfile="/h/hosts")
+    log = ["RuntimeError: Using hostfile at /h/hosts but host=gpu7 was not reachable via ssh. If you are ..."]
+    assert launch.unreachable_host_reason(config, log).startswith(
+        "host gpu7 from distributed.hostfile /h/hosts cannot be reached over ssh")
+    assert launch.unreachable_host_reason(config, ["fine"]) is None
