@@ -102,6 +102,8 @@ def death_reason(run_dir, config: Any, exit_code: Optional[int], attached: bool)
 def failed_end_reason(run_dir, config: Any, reason: Optional[str]) -> str:
     """A worker's own ``failed`` reason, with the rank that failed first when there were several."""
     reason = reason or "failed"
+    if reason.startswith("Slurm ended job"):  # the scheduler ended every rank: its word is the reason
+        return reason
     if _several_ranks(config):
         cause = launcher_root_cause(log_tail(run_dir, 200))
         causes = [cause] if cause else [c for c in rank_failures(run_dir) if not c.startswith("rank 0 ")]

@@ -33,11 +33,14 @@ class Launch(NamedTuple):
 
 def processes(config) -> int:
     """Processes per machine that the run starts."""
+    if config.launcher == "slurm":
+        return config.distributed.slurm.gpus_per_node or config.distributed.num_processes
     return 1 if config.launcher in ("thread", "python") else config.distributed.num_processes
 
 
 def world_size(config) -> int:
-    return processes(config) * config.distributed.num_nodes
+    d = config.distributed
+    return processes(config) * (d.slurm.nodes if config.launcher == "slurm" else d.num_nodes)
 
 
 def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False,
@@ -69,6 +72,9 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
         env.pop("DS_ACCELERATOR", None)
     gpu_list = ",".join(str(g) for g in d.gpus) if d.gpus else None
     worker = ["-m", WORKER_MODULE, run_dir]
+
+    if launcher == "slurm":  # submits the batch script and follows the job (ftkit.slurm)
+        return Launch([python, "-m", "ftkit.slurm", run_dir], env)
 
     single = nproc == 1 and d.num_nodes == 1
     if launcher == "python" or (launcher == "deepspeed" and single and not d.hostfile):

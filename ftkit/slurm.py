@@ -1,10 +1,17 @@
 """A Slurm batch script as a pure function of the config, like ``launch.command``.
 
+``python -m ftkit.slurm RUN_DIR`` (what ``launch.command`` starts for the
+launcher ``slurm``) writes the script, submits it, records the job id in
+``RUN_DIR/slurm.json`` and follows the job with ``scontrol show job`` until
+it ends, so the controller tails it like any worker; SIGTERM (Stop's last
+resort, Kill) cancels the job, and a job Slurm ends early (time limit,
+preemption, node failure) closes the run as ``failed`` with Slurm's reason.
+
 ``batch_script(config, run_dir)`` returns the text of the ``sbatch`` script:
 one ``srun`` task per allocated machine, each running torchrun with a c10d
 rendezvous on the allocation's first host (``scontrol show hostnames``), so
 every machine's ranks meet whatever nodes Slurm hands out. ``check`` says
-why the launcher cannot be used on this machine. Nothing here submits.
+why the launcher cannot be used on this machine.
 """
 from __future__ import annotations
 
@@ -75,9 +82,6 @@ def check(config) -> None:
         raise ConfigError([("distributed.launcher",
                             f"slurm needs Slurm's {', '.join(missing)} on this machine's PATH (none found): run "
                             "from a Slurm login node, or use launcher torchrun")])
-    raise ConfigError([("distributed.launcher",
-                        f"submitting from ftkit is not built yet: write the batch script with "
-                        f"ftkit.slurm.write_script and submit it with sbatch")])
 
 
 # ---- talking to Slurm (impure, small) --------------------------------------------------------
@@ -132,3 +136,48 @@ def end_reason(fields: dict) -> Optional[str]:
     reason = fields.get("Reason")
     return f"Slurm ended job {job_id} as {state}: {why}" + (f" (Slurm's reason: {reason})"
                                                           if reason and reason != "None" else "")
+
+
+def follow(run_dir, poll_s: float = 1.0) -> int:
+    """Submit ``run_dir``'s job and follow it to its end (``python -m ftkit.slurm RUN_DIR``)."""
+    import signal
+    import time
+
+    from .config import RunConfig
+    from .events import read_events
+    from .records import close, write_json
+
+    run_dir = Path(run_dir).resolve()
+    config = RunConfig.from_json(run_dir / "config.json")
+    (run_dir / "logs").mkdir(exist_ok=True)
+    job_id = submit(write_script(config, run_dir))
+    write_json(run_dir / "slurm.json", {"job_id": job_id, "submitted": time.time()})
+    print(f"ftkit: submitted Slurm job {job_id}", flush=True)
+    cancelled = []
+
+    def on_term(signum, frame):
+        cancelled.append(signum)
+        cancel(job_id)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    fields: dict = {}
+    while True:
+        now = job(job_id)
+        if not now and fields:  # Slurm forgot it (MinJobAge): the last state seen stands
+            break
+        fields = now or fields
+        if fields.get("JobState") in FINAL_STATES:
+            break
+        time.sleep(poll_s)
+    events = read_events(run_dir / "events.jsonl")[0]
+    ended = bool(events) and events[-1]["type"] == "ended"
+    if not ended and not cancelled:
+        reason = end_reason(fields) or f"Slurm job {job_id} ended ({fields.get('JobState')}) without a final event"
+        close(run_dir, "failed", reason, config=config)
+        print(f"ftkit: {reason}", flush=True)
+    return 0 if ended or cancelled else 1
+
+
+if __name__ == "__main__":
+    sys.exit(follow(sys.argv[1]))
