@@ -114,7 +114,11 @@ def job(job_id: str, env=None) -> dict:
     """The job's fields from ``scontrol show job`` ({} once Slurm has forgotten it; accounting may be off)."""
     import subprocess
 
-    out = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True, env=env)
+    try:  # scontrol retries an unreachable slurmctld for minutes
+        out = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True, env=env,
+                             timeout=30)
+    except subprocess.TimeoutExpired:
+        return {}
     return parse_job(out.stdout) if out.returncode == 0 else {}
 
 

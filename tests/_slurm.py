@@ -85,5 +85,12 @@ def start_slurm(tmp: Path) -> dict:
 
 
 def stop_slurm(tmp: Path) -> None:
+    """Cancel this test cluster's jobs (their processes would outlive slurmd), then stop the daemons."""
+    env = {**os.environ, "SLURM_CONF": str(tmp / "slurm.conf")}
+    subprocess.run(["scancel", "--full", "--user", "root"], env=env, capture_output=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and subprocess.run(["squeue", "-h"], env=env, capture_output=True,
+                                                     text=True).stdout.strip():
+        time.sleep(0.5)
     for name in ("slurmd.pid", "slurmctld.pid", "munged.pid"):
         _stop(tmp / name)

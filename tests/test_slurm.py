@@ -36,13 +36,20 @@ def slurm_run(**changes):
         {"training.max_steps": 4, "distributed.master_port": launch.free_port(), **changes})
 
 
-def test_the_controller_submits_a_two_rank_job_and_follows_it_to_the_end(env, capsys):
+def test_the_controller_submits_a_two_rank_job_and_a_fresh_one_follows_it_to_the_end(env, capsys):
     from ftkit.controller import Controller
 
     t0 = time.time()
-    run = Controller().start(slurm_run())
+    started = Controller().start(slurm_run())
+    while not (started.path / "slurm.json").exists() and not started.done:
+        time.sleep(0.2)
+    run = Controller().get(started.id)  # a kernel restart: a fresh controller reattaches to the job's follower
+    assert run is not started and not run.done
     assert run.wait(400) == "finished", (run.summary or {}).get("reason")
     job_id = __import__("json").loads((run.path / "slurm.json").read_text())["job_id"]
+    deadline = time.time() + 60  # the ranks have written their last event; the job ends as they exit
+    while slurm.job(job_id).get("JobState") not in slurm.FINAL_STATES and time.time() < deadline:
+        time.sleep(0.5)
     assert slurm.job(job_id)["JobState"] == "COMPLETED"
     assert "#SBATCH --nodes=1" in (run.path / "slurm.sbatch").read_text()
     steps = [e for e in run.events if e["type"] == "step"]
