@@ -72,6 +72,8 @@ def cmd_train(args) -> int:
     if not args.quiet:
         run.subscribe(printer)
     print(f"run {run.id} in {run.path}", flush=True)
+    for line in launch_join(run):
+        print(f"waiting for the other machines: on each, paste: {line}", flush=True)
     abandoned = watch(run)
     if abandoned is not None:
         sys.stdout.flush()
@@ -84,6 +86,54 @@ def cmd_train(args) -> int:
     if args.quiet or not printer.ended:
         print(summary_text(summary or {"run_id": run.id, "status": run.status}))
     return 0 if summary.get("status") in ("finished", "stopped") else 1
+
+
+def launch_join(run) -> list[str]:
+    from .launch import join_commands
+
+    return join_commands(run.config, run.path)
+
+
+def cmd_join(args) -> int:
+    """Join this machine to a multi-node torchrun run started on node 0 (its folder on shared storage)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from . import launch
+    from .config import RunConfig
+
+    run_dir = Path(args.run).expanduser()
+    if not (run_dir / "config.json").is_file():
+        try:
+            run_dir = _find(args.runs_dir, args.run).path
+        except KeyError as exc:
+            print(f"ftkit: {exc.args[0]} (give the run folder on storage this machine shares with node 0)",
+                  file=sys.stderr)
+            return 2
+    config = RunConfig.from_json(run_dir / "config.json")
+    d = config.distributed
+    if config.launcher != "torchrun" or d.num_nodes < 2:
+        print(f"ftkit: run {run_dir.name} is not a multi-node torchrun run (distributed.launcher "
+              f"{config.launcher}, num_nodes {d.num_nodes}): nothing to join", file=sys.stderr)
+        return 2
+    config = config.update({"distributed.node_rank": args.node_rank})
+    argv, env = launch.command(config, run_dir, cuda=launch.has_cuda(), cpus=os.cpu_count(), base_env=os.environ)
+    logs = run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    print(f"joining run {run_dir.name} as node {args.node_rank} of {d.num_nodes} at {d.master_addr}:{d.master_port} "
+          f"(log: {logs / f'node-{args.node_rank}.log'})", flush=True)
+    with open(logs / f"node-{args.node_rank}.log", "ab") as out:
+        proc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              cwd=str(run_dir))
+    tail = (logs / f"node-{args.node_rank}.log").read_text(errors="replace").splitlines()
+    reason = launch.rendezvous_timeout_reason(config, run_dir, tail)
+    if proc.returncode:
+        print(f"ftkit: node {args.node_rank} ended with exit code {proc.returncode}"
+              + (f": {reason}" if reason else ""), file=sys.stderr)
+    else:
+        print(f"node {args.node_rank} done", flush=True)
+    return 0 if proc.returncode == 0 else 1
 
 
 def cmd_config(args) -> int:
@@ -336,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="where runs are stored (default $FTKIT_RUNS_DIR or ./runs)")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("join", help="join this machine to a multi-node torchrun run that node 0 started "
+                                    "(node 0 prints this command)")
+    p.add_argument("run", help="the run's folder (on storage shared with node 0) or its id")
+    p.add_argument("--node-rank", type=int, required=True, help="this machine's index, 1 .. num_nodes-1")
+    p.add_argument("--runs-dir", help="where runs are stored (default $FTKIT_RUNS_DIR or ./runs)")
+    p.set_defaults(func=cmd_join)
 
     p = sub.add_parser("config", help="print the validated config (YAML) that train would run, each value "
                                       "marked with where it came from")

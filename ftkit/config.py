@@ -201,11 +201,24 @@ class QuantizationSection(Section):
     _bits = field_validator("bits", mode="before")(classmethod(lambda cls, v: _none_or_int(v)))
 
 
+class SlurmSection(Section):
+    partition: Optional[str] = field(None, "Slurm partition (#SBATCH --partition); empty: the cluster's default.")
+    nodes: int = field(1, "Machines to allocate (#SBATCH --nodes); one srun task per machine runs torchrun.",
+                       ge=1, le=1024)
+    gpus_per_node: int = field(0, "GPUs per machine (#SBATCH --gpus-per-node); 0: CPU ranks, "
+                                  "distributed.num_processes of them per machine.", ge=0, le=64)
+    time: str = field("01:00:00", "Wall-clock limit (#SBATCH --time), as Slurm writes it: MM, HH:MM:SS or D-HH:MM:SS.",
+                      pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+    account: Optional[str] = field(None, "Account charged for the job (#SBATCH --account).")
+    extra: list[str] = field(factory=list, help="More #SBATCH lines, each without the '#SBATCH ' prefix, e.g. "
+                                                "--constraint=a100.")
+
+
 class DistributedSection(Section):
-    launcher: Literal["auto", "thread", "python", "torchrun", "deepspeed"] = field(
+    launcher: Literal["auto", "thread", "python", "torchrun", "deepspeed", "slurm"] = field(
         "auto",
         "How the run starts. auto: a thread in the notebook kernel for one device, deepspeed with a ZeRO "
-        "stage, torchrun for several processes.",
+        "stage, torchrun for several processes; slurm: a Slurm batch job (distributed.slurm).",
     )
     num_processes: int = field(1, "Processes (GPUs) per machine.", ge=1, le=1024)
     gpus: Optional[list[int]] = field(None, "Which GPUs to use (indices); empty: the first num_processes.")
@@ -226,6 +239,11 @@ class DistributedSection(Section):
     master_addr: str = field("127.0.0.1", "Address of node 0, reachable from every node.", advanced=True)
     master_port: Optional[int] = field(None, "Port on node 0; empty picks a free one.", ge=1024, le=65535, advanced=True)
     hostfile: Optional[str] = field(None, "DeepSpeed hostfile listing machines and their GPU slots.", advanced=True)
+    rendezvous_timeout: int = field(
+        300, "Seconds node 0 waits for every machine to join (torchrun's c10d rendezvous) before the run fails.",
+        ge=5, le=86400, advanced=True)
+    slurm: SlurmSection = field(factory=SlurmSection, help="The Slurm job (launcher slurm): partition, nodes, "
+                                "GPUs, time limit.", advanced=True)
 
     @field_validator("zero_stage", mode="before")
     @classmethod
@@ -441,6 +459,8 @@ class RunConfig(Section):
                 "thread runs one process in the notebook kernel; use auto, torchrun or deepspeed for several "
                 "processes or DeepSpeed",
             ))
+        if d.node_rank >= d.num_nodes:
+            problems.append(("distributed.node_rank", f"node_rank {d.node_rank} is not below num_nodes {d.num_nodes}"))
         if d.num_nodes > 1 and not d.master_port:
             problems.append(("distributed.master_port", "several machines need a fixed master_port"))
         if d.launcher == "python" and (d.num_processes > 1 or d.num_nodes > 1):

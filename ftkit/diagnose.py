@@ -73,6 +73,16 @@ def death_reason(run_dir, config: Any, exit_code: Optional[int], attached: bool)
     else:
         text = f"worker exited with code {exit_code} before its final event"
     lines = log_tail(run_dir, 200)
+    try:
+        from .launch import rendezvous_timeout_reason
+
+        from .launch import unreachable_host_reason
+
+        waited = rendezvous_timeout_reason(config, run_dir, lines) or unreachable_host_reason(config, lines)
+    except Exception:
+        waited = None
+    if waited:
+        return waited
     if _several_ranks(config):
         cause = launcher_root_cause(lines)
         ranks = [cause] if cause else rank_failures(run_dir)
@@ -92,6 +102,8 @@ def death_reason(run_dir, config: Any, exit_code: Optional[int], attached: bool)
 def failed_end_reason(run_dir, config: Any, reason: Optional[str]) -> str:
     """A worker's own ``failed`` reason, with the rank that failed first when there were several."""
     reason = reason or "failed"
+    if reason.startswith("Slurm ended job"):  # the scheduler ended every rank: its word is the reason
+        return reason
     if _several_ranks(config):
         cause = launcher_root_cause(log_tail(run_dir, 200))
         causes = [cause] if cause else [c for c in rank_failures(run_dir) if not c.startswith("rank 0 ")]

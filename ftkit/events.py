@@ -94,6 +94,7 @@ class Step(_Memory, Event):
     elapsed: Optional[float] = None
     rank_rss_mb: Optional[list] = None  # per rank, rank 0 first
     rank_peak_rss_mb: Optional[list] = None
+    rank_nodes: Optional[list] = None  # per rank, the machine (node rank) it runs on
 
 
 @dataclass
@@ -144,6 +145,7 @@ class RankRecord:
     world_size: Optional[int] = None
     pid: Optional[int] = None
     host: Optional[str] = None
+    node: Optional[int] = None  # the machine's node rank (torchrun's GROUP_RANK)
     started: Optional[float] = None
     ended: Optional[float] = None
     status: Optional[str] = None

@@ -33,11 +33,14 @@ class Launch(NamedTuple):
 
 def processes(config) -> int:
     """Processes per machine that the run starts."""
+    if config.launcher == "slurm":
+        return config.distributed.slurm.gpus_per_node or config.distributed.num_processes
     return 1 if config.launcher in ("thread", "python") else config.distributed.num_processes
 
 
 def world_size(config) -> int:
-    return processes(config) * config.distributed.num_nodes
+    d = config.distributed
+    return processes(config) * (d.slurm.nodes if config.launcher == "slurm" else d.num_nodes)
 
 
 def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False,
@@ -70,6 +73,9 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
     gpu_list = ",".join(str(g) for g in d.gpus) if d.gpus else None
     worker = ["-m", WORKER_MODULE, run_dir]
 
+    if launcher == "slurm":  # submits the batch script and follows the job (ftkit.slurm)
+        return Launch([python, "-m", "ftkit.slurm", run_dir], env)
+
     single = nproc == 1 and d.num_nodes == 1
     if launcher == "python" or (launcher == "deepspeed" and single and not d.hostfile):
         # one process; DeepSpeed still wants a (one-rank) process group
@@ -84,9 +90,13 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
         argv = [python, "-m", "torch.distributed.run",
                 "--nproc_per_node", str(nproc),
                 "--nnodes", str(d.num_nodes),
-                "--node_rank", str(d.node_rank),
-                "--master_addr", d.master_addr if d.num_nodes > 1 else "127.0.0.1",
-                "--master_port", str(master_port)]
+                "--node_rank", str(d.node_rank)]
+        if d.num_nodes > 1:
+            # c10d rendezvous on node 0: a run-specific id, and a bounded wait for the other machines
+            argv += ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"{d.master_addr}:{master_port}",
+                     "--rdzv_id", rendezvous_id(run_dir), "--rdzv_conf", f"join_timeout={d.rendezvous_timeout}"]
+        else:
+            argv += ["--master_addr", "127.0.0.1", "--master_port", str(master_port)]
         if gpu_list and cuda:
             env["CUDA_VISIBLE_DEVICES"] = gpu_list
         return Launch(argv + worker, env)
@@ -94,7 +104,8 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
     if launcher == "deepspeed":
         argv = [python, "-m", "deepspeed.launcher.runner"]
         if d.hostfile:
-            argv += ["--hostfile", d.hostfile]
+            # the hostfile's machines over pdsh + ssh, even when it names one
+            argv += ["--hostfile", d.hostfile, "--force_multi"]
         if d.num_nodes > 1:
             argv += ["--num_nodes", str(d.num_nodes)]
         if gpu_list and cuda:
@@ -108,6 +119,66 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
         return Launch(argv, env)
 
     raise ValueError(f"unknown launcher {launcher!r}")
+
+
+#: what the deepspeed launcher's remote ranks need from this environment (it exports only PYTHON* itself)
+REMOTE_ENV = ("DS_ACCELERATOR", "OMP_NUM_THREADS", "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM",
+              "CUDA_VISIBLE_DEVICES", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+REMOTE_PREFIXES = ("FTKIT_",)
+
+
+def deepspeed_env_file(env: Mapping[str, str]) -> str:
+    """The ``.deepspeed_env`` text (KEY=VALUE lines) that carries ``env``'s settings to the hostfile's machines."""
+    keys = sorted(k for k in env if k in REMOTE_ENV or k.startswith(REMOTE_PREFIXES))
+    return "".join(f"{k}={env[k]}\n" for k in keys if "\n" not in env[k])
+
+
+def unreachable_host_reason(config, lines: list[str]) -> Optional[str]:
+    """The message for a hostfile machine the deepspeed launcher could not reach over ssh, from its log."""
+    import re
+
+    found = re.findall(r"host=(\S+) was not reachable via ssh", "\n".join(lines))
+    if not found:
+        return None
+    return (f"host {found[-1]} from distributed.hostfile {config.distributed.hostfile} cannot be reached over "
+            f"ssh without a password (the deepspeed launcher checks it with: ssh {found[-1]} hostname): "
+            "set up key-based ssh to it, or remove it from the hostfile")
+
+
+def rendezvous_id(run_dir) -> str:
+    """The c10d rendezvous id of a run: its folder's name (a run id), so two runs never meet by mistake."""
+    return Path(str(run_dir)).name
+
+
+def join_command(config, run_dir, node_rank: int, runs_dir: Optional[str] = None) -> str:
+    """The command that joins machine ``node_rank`` to a multi-node torchrun run (pasted on that machine)."""
+    import shlex
+
+    run_dir = Path(str(run_dir))
+    parts = ["ftkit", "join", run_dir.name if runs_dir else str(run_dir), "--node-rank", str(node_rank)]
+    if runs_dir:
+        parts += ["--runs-dir", str(runs_dir)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def join_commands(config, run_dir) -> list[str]:
+    """One pasteable command per other machine of a multi-node torchrun run (none for other runs)."""
+    d = config.distributed
+    if config.launcher != "torchrun" or d.num_nodes < 2:
+        return []
+    return [join_command(config, run_dir, rank) for rank in range(d.num_nodes) if rank != d.node_rank]
+
+
+def rendezvous_timeout_reason(config, run_dir, lines: list[str]) -> Optional[str]:
+    """The message for a rendezvous that timed out (a node never arrived), from the launcher's log."""
+    d = config.distributed
+    text = "\n".join(lines)
+    if config.launcher != "torchrun" or d.num_nodes < 2 or "RendezvousTimeoutError" not in text:
+        return None
+    missing = [rank for rank in range(d.num_nodes) if rank != d.node_rank]
+    starts = "; ".join(join_command(config, run_dir, rank) for rank in missing)
+    return (f"waited {d.rendezvous_timeout} s for {len(missing)} of {d.num_nodes} nodes at "
+            f"{d.master_addr}:{d.master_port}: start {'it' if len(missing) == 1 else 'them'} with {starts}")
 
 
 # ---- the impure inputs --------------------------------------------------------------
@@ -156,6 +227,9 @@ def resolve_checkpoint(resume_from: str, runs_root: Path) -> Path:
 
 def check(config, cuda: bool) -> None:
     """What the config cannot know: launchers installed, files present. Raises ConfigError."""
+    from . import slurm
+
+    slurm.check(config)
     d = config.distributed
     problems = []
     if d.zero_stage is not None and importlib.util.find_spec("deepspeed") is None:

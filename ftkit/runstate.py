@@ -90,6 +90,7 @@ class RunState:
     peak_cuda_mb: float = 0.0
     rank_rss_mb: Optional[list] = None
     rank_peak_rss_mb: Optional[list] = None
+    rank_nodes: Optional[list] = None
     info: dict = field(default_factory=dict)  # the started event's fields
     checkpoint: Optional[str] = None
     summary: Optional[dict] = None  # the ended event's
@@ -109,6 +110,17 @@ class RunState:
     @property
     def done(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def node_rss_mb(self) -> Optional[dict]:
+        """Memory per machine (node rank -> MB, its ranks summed) of a multi-node run; None on one machine."""
+        if not self.rank_nodes or not self.rank_rss_mb:
+            return None
+        out: dict = {}
+        for node, mb in zip(self.rank_nodes, self.rank_rss_mb):
+            if node is not None and mb is not None:
+                out[node] = round(out.get(node, 0.0) + mb, 1)
+        return out
 
     @property
     def trainable_pct(self) -> Optional[float]:
@@ -172,6 +184,8 @@ class RunState:
         self.tokens = event.get("tokens", self.tokens) or self.tokens
         if event.get("rank_peak_rss_mb"):
             self.rank_peak_rss_mb = event["rank_peak_rss_mb"]
+        if event.get("rank_nodes"):
+            self.rank_nodes = event["rank_nodes"]
         if event.get("rank_rss_mb"):
             self.rank_rss_mb = event["rank_rss_mb"]
         self._memory(event)

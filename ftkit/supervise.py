@@ -47,6 +47,9 @@ def spawn(run: "Run", cuda: bool) -> subprocess.Popen:
                                port=launch.free_port(), cpus=os.cpu_count(), base_env=os.environ)
     logs = run.path / "logs"
     logs.mkdir(exist_ok=True)
+    if run.config.launcher == "deepspeed" and run.config.distributed.hostfile:
+        # the launcher's pdsh reads it from its working folder (the run folder) for every machine
+        (run.path / ".deepspeed_env").write_text(launch.deepspeed_env_file(env))
     with open(logs / "worker.log", "ab") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=str(run.path), start_new_session=True, close_fds=True)

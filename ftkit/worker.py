@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     update_rank(run_dir, rank, rank=rank, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                 world_size=int(os.environ.get("WORLD_SIZE", "1")), pid=os.getpid(),
-                host=socket.gethostname(), started=time.time(), status="running")
+                host=socket.gethostname(), node=int(os.environ.get("GROUP_RANK", "0")), started=time.time(), status="running")
     try:
         from .config import RunConfig
         from .control import Control

@@ -8,7 +8,7 @@ import pytest
 from ftkit.cli import build_parser, main
 
 COMMANDS = ["train", "config", "plan", "estimate", "advise", "runs", "show", "predict", "export", "methods", "tasks", "presets",
-            "handoff", "compare"]
+            "handoff", "compare", "join"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -151,3 +151,14 @@ def test_predict_on_a_failed_run_suggests_a_flag_that_exists(isolated_env, capsy
     assert "--checkpoint DIR" in err
     flags = {o for a in build_parser()._subparsers._group_actions[0].choices["predict"]._actions for o in a.option_strings}
     assert "--checkpoint" in flags
+
+
+def test_join_refuses_a_run_that_is_not_multi_node(tmp_path, capsys):
+    from ftkit.config import RunConfig
+    from ftkit.store import RunStore
+
+    record = RunStore(tmp_path / "runs").create(RunConfig())
+    assert main(["join", str(record.path), "--node-rank", "1"]) == 2
+    assert "is not a multi-node torchrun run" in capsys.readouterr().err
+    assert main(["join", "no-such-run", "--node-rank", "1", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "no-such-run" in capsys.readouterr().err

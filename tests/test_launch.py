@@ -49,8 +49,22 @@ def test_torchrun_on_several_machines_uses_the_configured_rendezvous():
                  launcher="torchrun")
     argv, env = build(config, cuda=True)
     assert argv == [PY, "-m", "torch.distributed.run", "--nproc_per_node", "8", "--nnodes", "2", "--node_rank", "1",
-                    "--master_addr", "10.0.0.1", "--master_port", "29400"] + WORKER
+                    "--rdzv_backend", "c10d", "--rdzv_endpoint", "10.0.0.1:29400", "--rdzv_id", "r1",
+                    "--rdzv_conf", "join_timeout=300"] + WORKER
     assert "CUDA_VISIBLE_DEVICES" not in env
+    argv, _ = build(config.set("distributed.rendezvous_timeout", 60), cuda=True)
+    assert argv[argv.index("--rdzv_conf") + 1] == "join_timeout=60"
+    node0 = config.set("distributed.node_rank", 0)
+    assert launch.join_commands(node0, RD) == ["ftkit join /runs/r1 --node-rank 1"]
+    assert launch.join_commands(cfg(num_processes=2), RD) == []
+    log = ["torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError"]
+    assert launch.rendezvous_timeout_reason(node0, RD, log) == (
+        "waited 300 s for 1 of 2 nodes at 10.0.0.1:29400: start it with ftkit join /runs/r1 --node-rank 1")
+    assert launch.rendezvous_timeout_reason(node0, RD, ["other error"]) is None
+    with pytest.raises(ConfigError, match="distributed.node_rank"):
+        config.set("distributed.node_rank", 2)
+    with pytest.raises(ConfigError, match="distributed.rendezvous_timeout"):
+        config.set("distributed.rendezvous_timeout", 1)
 
 
 def test_deepspeed_launcher_all_gpus_chosen_gpus_and_a_hostfile(tmp_path):
@@ -67,7 +81,8 @@ def test_deepspeed_launcher_all_gpus_chosen_gpus_and_a_hostfile(tmp_path):
     hosts = "/cluster/hostfile"
     config = cfg(num_processes=8, num_nodes=2, hostfile=hosts, master_addr="10.0.0.1", master_port=29500, zero_stage=3)
     argv, _ = build(config, cuda=True)
-    assert argv == [PY, "-m", "deepspeed.launcher.runner", "--hostfile", hosts, "--num_nodes", "2", "--num_gpus", "8",
+    assert argv == [PY, "-m", "deepspeed.launcher.runner", "--hostfile", hosts, "--force_multi", "--num_nodes", "2",
+                    "--num_gpus", "8",
                     "--master_addr", "10.0.0.1", "--master_port", "29500", "--no_local_rank", "--module",
                     "ftkit.worker", RD]
 
@@ -137,3 +152,48 @@ def test_resume_from_resolves_a_checkpoint_folder_or_a_run_id(tmp_path):
     assert launch.resolve_checkpoint(run.name, tmp_path) == latest.resolve()
     with pytest.raises(ConfigError, match="resume_from: .*cut short"):
         launch.resolve_checkpoint(str(run / "checkpoints" / "checkpoint-15"), tmp_path)
+
+
+def test_the_slurm_batch_script_is_pure_and_runs_one_torchrun_per_node(monkeypatch):
+    from ftkit import slurm
+
+    config = cfg(launcher="slurm", num_processes=2, master_port=29400, zero_stage=2).update({
+        "distributed.slurm.nodes": 2, "distributed.slurm.partition": "gpu", "distributed.slurm.time": "00:10:00",
+        "distributed.slurm.account": "lab", "distributed.slurm.gpus_per_node": 4,
+        "distributed.slurm.extra": ["--constraint=a100"]})
+    text = slurm.batch_script(config, RD, python=PY)
+    assert text == slurm.batch_script(config, RD, python=PY)
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --time=00:10:00",
+                 "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --gpus-per-node=4",
+                 "#SBATCH --constraint=a100", f"#SBATCH --output={RD}/logs/worker.log",
+                 'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'):
+        assert line in lines, line
+    (srun,) = [line for line in lines if line.startswith("srun ")]
+    assert srun == ('srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 '
+                    f'{PY} -m torch.distributed.run --nproc_per_node 4 --nnodes 2 --rdzv_backend c10d '
+                    '--rdzv_endpoint "$MASTER_ADDR":29400 --rdzv_id r1 --rdzv_conf join_timeout=300 '
+                    f'-m ftkit.worker {RD}')
+    assert "DS_ACCELERATOR" not in text
+    cpu = slurm.batch_script(config.set("distributed.slurm.gpus_per_node", 0), RD, python=PY)
+    assert "export DS_ACCELERATOR=cpu" in cpu and "--nproc_per_node 2" in cpu
+    for bad in ("10 minutes", "1:2:3:4"):
+        with pytest.raises(ConfigError, match="distributed.slurm.time"):
+            config.set("distributed.slurm.time", bad)
+    with pytest.raises(ConfigError, match="distributed.slurm.nodes"):
+        config.set("distributed.slurm.nodes", 0)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ConfigError, match="distributed.launcher: slurm needs Slurm's sbatch"):
+        launch.check(config, cuda=False)
+
+
+def test_the_hostfiles_machines_get_the_settings_and_an_unreachable_host_is_named():
+    text = launch.deepspeed_env_file({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HOME": "/root",
+                                      "FTKIT_CACHE": "/c", "TORCH_EXTENSIONS_DIR": "/t"})
+    assert text == "DS_ACCELERATOR=cpu\nFTKIT_CACHE=/c\nOMP_NUM_THREADS=1\nTORCH_EXTENSIONS_DIR=/t\n"
+    config = cfg(num_processes=2, zero_stage=2, hostfile="/h/hosts")
+    log = ["RuntimeError: Using hostfile at /h/hosts but host=gpu7 was not reachable via ssh. If you are ..."]
+    assert launch.unreachable_host_reason(config, log).startswith(
+        "host gpu7 from distributed.hostfile /h/hosts cannot be reached over ssh")
+    assert launch.unreachable_host_reason(config, ["fine"]) is None

@@ -709,3 +709,28 @@ def test_estimate_panel_follows_the_form():
     form.set("quantization.bits", None)
     assert panel.estimate is not None and not panel.estimate.fits
     assert panel.estimate.peak_gb > qlora_peak and "does not fit" in panel.output.value
+
+
+def test_dashboard_shows_memory_per_rank_and_per_node():
+    from ftkit.runstate import RunState
+    from ftkit.widgets.dashboard import memory_text
+
+    state = RunState()
+    assert memory_text(state) == ""
+    state.apply({"type": "step", "step": 1, "loss": 1.0, "rank_rss_mb": [510.2, 530.0], "rank_nodes": [0, 1]})
+    assert memory_text(state) == " &middot; RSS per rank 510 / 530 MB &middot; per node 0: 510 MB, 1: 530 MB"
+    state.apply({"type": "step", "step": 2, "loss": 1.0, "rank_rss_mb": [500.0, 520.0, 10.0]})
+    assert state.node_rss_mb == {0: 500.0, 1: 520.0}
+
+
+def test_the_distributed_section_shows_each_launchers_own_fields():
+    form = ConfigForm()
+    shown = lambda path: form.fields[path].box.layout.display != "none"  # noqa: E731
+    assert not shown("distributed.slurm.partition") and shown("distributed.hostfile")
+    form.fields["distributed.launcher"].input.value = "slurm"
+    assert shown("distributed.slurm.partition") and shown("distributed.slurm.time")
+    assert not shown("distributed.hostfile") and not shown("distributed.rendezvous_timeout")
+    form.fields["distributed.slurm.time"].input.value = "02:00:00"
+    assert form.valid and form.config.distributed.slurm.time == "02:00:00"
+    form.fields["distributed.launcher"].input.value = "torchrun"
+    assert shown("distributed.rendezvous_timeout") and not shown("distributed.slurm.nodes")

@@ -122,12 +122,16 @@ class EventCallback(TrainerCallback):
             return {}
         from ..records import rank_file
 
-        now, peaks = [], []
+        now, peaks, nodes = [], [], []
         for r in range(args.world_size):
             data = read_json(rank_file(self.run_dir, r)) or {}
             now.append(data.get("rss_mb"))
             peaks.append(data.get("peak_rss_mb"))
-        return {"rank_rss_mb": now, "rank_peak_rss_mb": peaks}
+            nodes.append(data.get("node"))
+        out = {"rank_rss_mb": now, "rank_peak_rss_mb": peaks}
+        if any(nodes):  # several machines: which one each rank runs on
+            out["rank_nodes"] = nodes
+        return out
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "loss" not in logs:

@@ -53,6 +53,11 @@ def status(run: Any, fallback: str = "") -> str:
         return fallback
 
 
+def run_path(run: Any):
+    """The run's folder, or None for a fake run without one."""
+    return getattr(run, "path", None)
+
+
 def run_id(run: Any) -> str:
     return str(getattr(run, "id", "") or "")
 

@@ -300,6 +300,7 @@ class Dashboard(widgets.VBox):
             text += f" &middot; elapsed {duration(self._elapsed)}"
         if eta is not None and not done:
             text += f" &middot; ETA {duration(eta)}"
+        text += memory_text(self.state)
         self.progress_label.value = text
         self.progress.bar_style = {"finished": "success", "failed": "danger", "stopped": "warning"}.get(self._status, "")
 
@@ -319,6 +320,13 @@ class Dashboard(widgets.VBox):
             f"<b>{esc(_runs.run_id(self.run))}</b> &nbsp;{what}&nbsp; "
             f"<span class='ftkit-status-text' style='color:{color};font-weight:bold'>{esc(status)}</span>"
         )
+        if config is not None and status in ("queued", "starting"):
+            from ..launch import join_commands
+
+            joins = join_commands(config, _runs.run_path(self.run)) if _runs.run_path(self.run) else []
+            if joins:
+                self.status_label.value += ("<br>waiting for the other machines: on each, paste "
+                                            + " ; ".join(f"<code>{esc(j)}</code>" for j in joins))
         active = status in ACTIVE
         self.stop_button.disabled = not active or status == "stopping"
         self.pause_button.disabled = status != "running"
@@ -421,3 +429,15 @@ def summary_html(summary: dict, status: str, reason: Optional[str]) -> str:
     body = "".join(f"<tr><td style='padding:1px 10px 1px 0;color:#555'>{k}</td><td>{v}</td></tr>" for k, v in rows)
     return (f"<div style='border:1px solid {color};border-left:6px solid {color};padding:6px 10px;margin:4px 0'>"
             f"<b>Run summary</b><table style='font-size:0.9em'>{body}</table></div>")
+
+
+def memory_text(state) -> str:
+    """Memory per rank, and per machine for a multi-node run, for the progress line ('' before any)."""
+    ranks = [r for r in (state.rank_rss_mb or []) if r is not None]
+    if len(ranks) < 2:
+        return ""
+    text = " &middot; RSS per rank " + " / ".join(f"{r:.0f}" for r in ranks) + " MB"
+    nodes = state.node_rss_mb
+    if nodes:
+        text += " &middot; per node " + ", ".join(f"{n}: {mb:.0f} MB" for n, mb in sorted(nodes.items()))
+    return text

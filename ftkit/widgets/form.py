@@ -196,6 +196,17 @@ class ConfigForm(widgets.VBox):
             self.fields[path] = fw
         return self.fields[path]
 
+    #: the fields of one launcher only, shown when it (or auto, which may pick it) is chosen
+    LAUNCHER_FIELDS = {"distributed.slurm.": ("slurm",), "distributed.hostfile": ("auto", "deepspeed"),
+                       "distributed.rendezvous_timeout": ("auto", "torchrun"),
+                       "distributed.node_rank": ("auto", "torchrun")}
+
+    def _show_launcher_fields(self, launcher: Any) -> None:
+        for path, fw in self.fields.items():
+            for prefix, launchers in self.LAUNCHER_FIELDS.items():
+                if path.startswith(prefix):
+                    fw.box.layout.display = None if launcher in launchers else "none"
+
     def _show_entry(self, section: str, entry: Any) -> None:
         """Put the chosen method's (or task's) own options under its dropdown."""
         if section not in self._entry_holders:
@@ -256,6 +267,7 @@ class ConfigForm(widgets.VBox):
             self._parse_errors.clear()
             for section in self._models:
                 self._show_entry(section, self._values.get(f"{section}.name"))
+            self._show_launcher_fields(self._values.get("distributed.launcher"))
         finally:
             self._loading = False
         unknown = [p for p in _leaf_paths(data) if p not in self._specs and not any(
@@ -303,6 +315,8 @@ class ConfigForm(widgets.VBox):
         section = path[:-5] if path.endswith(".name") else None
         if section in self._models:
             self._show_entry(section, value)
+        if path == "distributed.launcher":
+            self._show_launcher_fields(value)
         if not self._loading:
             self._mark(path)
             self.validate()
