@@ -679,10 +679,10 @@ class RunConfig(Section):
         return cls.preset(text)
 
 
-def list_presets() -> dict[str, str]:
-    """Preset name -> its one-line description (the file's first comment)."""
+def list_presets(folder: Union[str, os.PathLike, None] = None) -> dict[str, str]:
+    """Preset name -> its one-line description (the file's first comment), from ``folder`` (ftkit's presets)."""
     out = {}
-    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+    for path in sorted(Path(folder or PRESETS_DIR).glob("*.yaml")):
         first = path.read_text().splitlines()[0]
         out[path.stem] = first.lstrip("# ").strip() if first.startswith("#") else ""
     return out

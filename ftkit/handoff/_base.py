@@ -178,11 +178,9 @@ def resolve_config(source: Optional[str], runs_dir: Optional[str] = None):
 
 def list_presets() -> dict[str, str]:
     """Hand-off preset name -> its one-line description (the file's first comment)."""
-    out = {}
-    for path in sorted(PRESETS_DIR.glob("*.yaml")):
-        first = path.read_text().splitlines()[0]
-        out[path.stem] = first.lstrip("# ").strip() if first.startswith("#") else ""
-    return out
+    from ..config import list_presets as read_presets
+
+    return read_presets(PRESETS_DIR)
 
 
 def load_preset(name: str, target: Optional[str] = None) -> dict:
