@@ -41,7 +41,7 @@ def test_static_plot_is_a_png_in_a_stock_image_and_stands_in_for_the_figure():
     assert meter.take() == len(plot.image.value) > 0
     # the figure's API reaches the figure behind it, as on a FigureWidget
     assert plot.layout["xaxis2"].domain[0] > 0.5 and plot.layout.annotations[0].text == "loss"
-    assert len(plot.data) == 2 and isinstance(go.Figure(plot.figure), go.Figure)
+    assert len(plot.data) == 1 and isinstance(go.Figure(plot.figure), go.Figure)
 
 
 def test_static_redraws_are_throttled_with_a_trailing_redraw():
@@ -95,7 +95,23 @@ def test_fall_back_keeps_the_points_drawn_so_far():
     widget = plot.figure
     plot.fall_back()
     assert plot.kind == "static" and plot.children == (plot.image,)
-    assert list(plot.data[1].x) == list(widget.data[1].x) and plot.image.value
+    assert list(plot.data[0].x) == list(widget.data[0].x) == list(range(30)) and plot.image.value
+
+
+def test_a_curve_is_one_trace_that_holds_its_points_from_the_first_on():
+    fig = figure()
+    stream = add_stream(fig, "loss", row=1, col=1, max_points=40, tail_points=10)
+    plot = Plot(fig, "figurewidget")
+    assert len(plot.data) == 1
+    stream.add(0, 1.0)
+    push(plot, [stream])
+    assert list(plot.data[0].x) == [0] and list(plot.data[0].y) == [1.0]
+    for i in range(1, 500):
+        stream.add(i, 1 / (i + 1))
+        push(plot, [stream])
+    x = list(plot.data[0].x)
+    assert len(plot.data) == 1 and len(x) <= 40 + 10 and x == sorted(x)
+    assert x[0] == 0 and x[-10:] == list(range(490, 500))  # decimated history, then the new tail whole
 
 
 def test_dashboard_static_bytes_per_update_stay_bounded_over_10000_steps():

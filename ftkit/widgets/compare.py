@@ -71,7 +71,7 @@ class Comparison(widgets.VBox):
 
     def __init__(self, controller: Any = None, base_config: Any = None, methods: Iterable[str] = DEFAULT_METHODS, *,
                  concurrent: int = 1, x: str = "step", interval: Optional[float] = 0.25,
-                 max_points: int = 2000, tail_points: int = 100, seeds: int = 0, budget: str = "",
+                 max_points: int = 400, tail_points: int = 100, seeds: int = 0, budget: str = "",
                  minutes: float = 10.0, search: str = "auto", **kwargs):
         super().__init__(**kwargs)
         self.add_class("ftkit-comparison")

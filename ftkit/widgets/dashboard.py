@@ -28,13 +28,13 @@ class Dashboard(widgets.VBox):
     """Live plots, progress, controls, log, samples and summary for ``run`` (a Run, a record or a run id).
 
     ``interval``: seconds between redraws at most (``None``: redraw only on ``flush()``);
-    ``max_points``: points kept per curve (older ones decimated); ``tail_points``: points per ordinary update;
+    ``max_points``: older points kept per curve (decimated); ``tail_points``: newest points kept whole;
     ``plots``: ``"auto"`` (a FigureWidget, or a static image where the frontend cannot render one),
     ``"figurewidget"`` or ``"static"``; ``None`` takes ``ftkit.widgets.set_plots`` or ``FTKIT_PLOTS``.
     """
 
     def __init__(self, run: Any, controller: Any = None, *, interval: Optional[float] = 0.25,
-                 max_points: int = 2000, tail_points: int = 100, log_lines: int = 12,
+                 max_points: int = 400, tail_points: int = 100, log_lines: int = 12,
                  plots: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         self._plots = plots
@@ -106,7 +106,7 @@ class Dashboard(widgets.VBox):
         fig.update_yaxes(range=[0, 1], autorange=False)
         self._empty_axes: dict[str, list] = {}  # layout key ("xaxis3", "yaxis") -> the streams drawn on it
         for st in s.values():
-            trace = fig.data[st.index[1]]
+            trace = fig.data[st.index]
             for axis in ((trace.xaxis or "x").replace("x", "xaxis", 1), (trace.yaxis or "y").replace("y", "yaxis", 1)):
                 self._empty_axes.setdefault(axis, []).append(st)
         # learning rates as 1.95e-3, not 0.00195: short labels that do not run into the loss plot at half width
