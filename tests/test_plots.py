@@ -149,3 +149,20 @@ def test_auto_falls_back_by_itself_in_a_kernel_whose_frontend_never_renders_it()
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     out = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert out.strip() == "static Image", nb.cells[1].outputs
+
+
+def test_static_redraws_reuse_one_matplotlib_figure_while_the_plot_keeps_its_shape():
+    fig = figure()
+    stream = add_stream(fig, "loss", row=1, col=1)
+    plot = Plot(fig, "static", interval=0)
+    stream.add(0, 1.0)
+    stream.add(1, 0.5)
+    push(plot, [stream])
+    figure_before, builds = plot.canvas._figure, plot.canvas.builds
+    first = plot.image.value
+    for i in range(2, 40):
+        stream.add(i, 1 / (i + 1))
+        push(plot, [stream])
+    assert plot.canvas.builds == builds and plot.canvas._figure is figure_before
+    (line,) = plot.canvas._lines[0][1]
+    assert list(line.get_xdata()) == list(range(40)) and plot.image.value != first  # the new points are drawn

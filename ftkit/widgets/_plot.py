@@ -101,6 +101,7 @@ class Plot(widgets.VBox):
         self._timer: Optional[threading.Timer] = None
         self._dirty = False
         self.image: Optional[widgets.Image] = None
+        self.canvas: Any = None  # the static path's one matplotlib figure, made on its first draw
         self.figure: Any = None
         if self.mode != "static":
             try:
@@ -176,7 +177,9 @@ class Plot(widgets.VBox):
         from . import _static
 
         with self._lock:
-            data = _static.png(self.figure, width=self.width)
+            if self.canvas is None:
+                self.canvas = _static.Canvas()
+            data = self.canvas.png(self.figure, width=self.width)
             self._last_draw = time.monotonic()
             self.image.value = data
             self.sent += len(data)
