@@ -733,3 +733,30 @@ def test_the_distributed_section_shows_each_launchers_own_fields():
     assert form.valid and form.config.distributed.slurm.time == "02:00:00"
     form.fields["distributed.launcher"].input.value = "torchrun"
     assert shown("distributed.rendezvous_timeout") and not shown("distributed.slurm.nodes")
+
+
+@pytest.mark.slow
+def test_app_with_no_preset_learns_in_the_kernel_thread_and_leaks_no_warnings(tmp_path, capfd):
+    """Start from a bare App() trains a config that learns; ftkit's own calls warn nothing into the notebook."""
+    import warnings
+
+    from ftkit.controller import Controller
+
+    app = App(controller=Controller(runs_dir=str(tmp_path)), interval=None)
+    app.form.set("training.max_steps", 40)
+    app.form.set("training.eval_steps", 40)
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # what a notebook shows: all but deprecations from library code
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        app.form.start_button.click()
+        run = app.controller.runs[-1]
+        app.controller.wait(timeout=600)
+    err = capfd.readouterr().err
+    summary = run.summary or {}
+    assert run.status == "finished", run.status
+    assert summary["metrics"]["accuracy"] >= 0.8, summary["metrics"]  # chance is about 0.5
+    ours = sorted({f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught})
+    assert not ours, ours
+    assert "Warning" not in err and "warn" not in err.lower(), err

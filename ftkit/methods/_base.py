@@ -5,6 +5,7 @@ they run, so the config, the form and the advisor stay light.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Literal, Optional, Union
 
@@ -165,6 +166,8 @@ def peft_apply(
             model = peft.prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=ctx.gradient_checkpointing
             )
-        return peft.get_peft_model(model, config, autocast_adapter_dtype=ctx.adapter_dtype == "float32")
+        with warnings.catch_warnings():  # peft reads transformers' deprecated alias; the user cannot act on it
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            return peft.get_peft_model(model, config, autocast_adapter_dtype=ctx.adapter_dtype == "float32")
 
     return apply

@@ -29,6 +29,11 @@ class _LazyController:
         return getattr(self._app.controller, name)
 
 
+#: what the App opens with when given neither a config nor a preset: a run that learns on the built-in
+#: data in a few dozen steps (the bare defaults' learning rate is one for large models)
+DEFAULT_PRESET = "demo"
+
+
 class App(widgets.VBox):
     def __init__(self, controller: Any = None, config: Any = None, *, preset: Optional[str] = None,
                  methods: Optional[list[str]] = None, interval: Optional[float] = 0.25,
@@ -38,6 +43,8 @@ class App(widgets.VBox):
         self.add_class("ftkit-app")
         self._controller = controller
         self._interval = interval
+        if config is None and preset is None:
+            preset = DEFAULT_PRESET  # RunConfig()'s bare defaults do not learn the embedded data in a short run
         self.form = ConfigForm(config, preset=preset)
         self.data_preview = DataPreview(self.form, plots=plots)
         self.model_summary = ModelSummary(self.form)
