@@ -590,6 +590,18 @@ class RunConfig(Section):
             Path(path).write_text(text)
         return text
 
+    def cli_args(self, preset: Optional[str] = None) -> list[str]:
+        """The ``ftkit train --preset NAME --set path=value ...`` argv that trains this config."""
+        from .config_cli import cli_args
+
+        return cli_args(self, list_presets(), preset)
+
+    def to_cli(self, preset: Optional[str] = None) -> str:
+        """``cli_args`` as one shell line (the preset needing fewest changes, unless one is named)."""
+        from .config_cli import shell_line
+
+        return shell_line(self.cli_args(preset))
+
     @classmethod
     def from_json(cls, path: Union[str, os.PathLike]) -> "RunConfig":
         try:

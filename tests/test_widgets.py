@@ -232,6 +232,16 @@ def test_presets_load_and_the_cli_command_rebuilds_the_same_config(name):
     assert _apply_cli(command).to_dict() == form.config.to_dict()
 
 
+def test_the_cli_command_is_the_configs_own_and_the_form_shows_it():
+    config = RunConfig.preset("demo").update({"method.name": "dora", "training.seed": 3})
+    argv = config.cli_args()
+    assert argv[:4] == ["ftkit", "train", "--preset", "demo"] and "training.seed=3" in argv
+    assert not any(a.startswith("method.lora.") for a in argv)  # only the chosen method's options count
+    assert _apply_cli(config.to_cli()).to_dict() == config.to_dict()
+    form = ConfigForm(config)
+    assert form.cli() == config.to_cli()
+
+
 def test_cli_without_preset_picks_the_closest_and_rebuilds_the_config():
     form = ConfigForm()
     form.set("data.columns", {"text": "review text"})

@@ -17,6 +17,8 @@ import ipywidgets as widgets
 import yaml
 from pydantic import BaseModel
 
+from ..config_cli import flow_yaml
+
 EMPTY = "(empty)"  # dropdown value standing for None (a real None would mean "nothing selected")
 _BOUND_SIGNS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "length >="), ("max_length", "length <="))
 
@@ -94,12 +96,6 @@ def describe(path: str, info) -> FieldSpec:
         bounds=_bounds(info),
         number=number,
     )
-
-
-def flow_yaml(value: Any) -> str:
-    """A value as one line of YAML (``[a, b]``, ``{k: v}``)."""
-    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
-    return text[:-4].strip() if text.endswith("\n...") else text
 
 
 class FieldWidget:

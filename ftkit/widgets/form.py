@@ -20,7 +20,7 @@ from ..config import RunConfig, list_presets
 from ..errors import ConfigError
 from ..methods import methods
 from ..tasks import tasks
-from ._fields import FieldSpec, FieldWidget, describe, flow_yaml, is_section
+from ._fields import FieldSpec, FieldWidget, describe, is_section
 
 SECTIONS = [("", "Run"), ("model", "Model"), ("data", "Data"), ("task", "Task"), ("method", "Method"),
             ("quantization", "Quantization"), ("distributed", "Distributed"), ("training", "Training"),
@@ -52,19 +52,6 @@ def _leaf_paths(data: Any, prefix: str = "") -> list[str]:
     for key, value in data.items():
         out += _leaf_paths(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}")
     return out
-
-
-def cli_value(value: Any) -> str:
-    """A value as the CLI's ``--set path=value`` reads it (YAML)."""
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        try:
-            same = yaml.safe_load(value) == value
-        except yaml.YAMLError:
-            same = False
-        return value if same and value else flow_yaml(value)
-    return flow_yaml(value)
 
 
 class ConfigForm(widgets.VBox):
@@ -517,33 +504,10 @@ class ConfigForm(widgets.VBox):
         changes) and each field that differs from it; with ``file``, ``ftkit train FILE``."""
         if file:
             return f"ftkit train {shlex.quote(str(file))}"
-        config = self.config
-        names = [self._preset] if self._preset else list(list_presets())
-        best: Optional[tuple[str, list[str]]] = None
-        for name in names:
-            try:
-                changes = self._changes(config, RunConfig.preset(name))
-            except ConfigError:
-                continue
-            if best is None or len(changes) < len(best[1]):
-                best = (name, changes)
-        if best is None:
+        try:
+            return self.config.to_cli(self._preset)
+        except ConfigError:  # the chosen preset no longer loads
             return self.cli(self.path.value.strip() or "config.yaml")
-        args = ["ftkit", "train", "--preset", shlex.quote(best[0])]
-        for change in best[1]:
-            args += ["--set", shlex.quote(change)]
-        return " ".join(args)
-
-    def _changes(self, config: RunConfig, base: RunConfig) -> list[str]:
-        new, old = config.model_dump(mode="json"), base.model_dump(mode="json")
-        return [f"{path}={cli_value(_lookup(new, path))}" for path in self._specs
-                if self._chosen(path, config) and _lookup(new, path) != _lookup(old, path)]
-
-    def _chosen(self, path: str, config: RunConfig) -> bool:
-        for section in self._models:
-            if path.startswith(section + ".") and path != f"{section}.name":
-                return path.split(".")[1] == getattr(config, section).name
-        return True
 
     def _show_text(self, kind: str, toggle: bool = True) -> None:
         if toggle and self._text_kind == kind and self.text.layout.display != "none":
