@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import os
-import shlex
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -18,43 +17,14 @@ import yaml
 
 from ..config import RunConfig, list_presets
 from ..errors import ConfigError
-from ..methods import methods
-from ..tasks import tasks
-from ._fields import FieldSpec, FieldWidget, describe, is_section
+from ._fields import FieldSpec, FieldWidget
+from ._form_files import FormFiles
+from ._form_schema import MISSING, REGISTRIES, collect, leaf_paths, lookup
 
 SECTIONS = [("", "Run"), ("model", "Model"), ("data", "Data"), ("task", "Task"), ("method", "Method"),
             ("quantization", "Quantization"), ("distributed", "Distributed"), ("training", "Training"),
             ("whatif", "What-if (estimate only)")]
-REGISTRIES = {"method": methods, "task": tasks}
-_MISSING = object()
-
-
-def _is_choice(model) -> bool:
-    """A section holding ``name`` plus one options sub-section per registered entry."""
-    fields = model.model_fields
-    return "name" in fields and len(fields) > 1 and all(
-        is_section(info.annotation) for key, info in fields.items() if key != "name"
-    )
-
-
-def _lookup(data: Any, path: str) -> Any:
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return _MISSING
-        data = data[key]
-    return data
-
-
-def _leaf_paths(data: Any, prefix: str = "") -> list[str]:
-    if not isinstance(data, dict):
-        return [prefix]
-    out = []
-    for key, value in data.items():
-        out += _leaf_paths(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}")
-    return out
-
-
-class ConfigForm(widgets.VBox):
+class ConfigForm(FormFiles, widgets.VBox):
     """Edit a ``RunConfig``; ``form.config`` is the current valid config, ``form.on_start(cb)`` runs cb(config)."""
 
     def __init__(self, config: Union[RunConfig, dict, str, None] = None, *, preset: Optional[str] = None,
@@ -78,33 +48,12 @@ class ConfigForm(widgets.VBox):
         self._config: Optional[RunConfig] = None
         self.problems: list[tuple[str, str]] = []
         self.notes: list[str] = []
-        self._collect(RunConfig, "")
+        self._specs, self._models = collect(RunConfig)
         self._build(path)
         if preset:
             self.preset.value = preset
         else:
             self.load(config if config is not None else RunConfig())
-
-    # ---- reading the schema -----------------------------------------------
-
-    def _collect(self, model, prefix: str) -> None:
-        choice = _is_choice(model) and prefix
-        for name, info in model.model_fields.items():
-            path = prefix + name
-            if is_section(info.annotation):
-                self._collect(info.annotation, path + ".")
-                if choice:
-                    self._models.setdefault(prefix[:-1], {})[name] = info.annotation
-                continue
-            spec = describe(path, info)
-            if choice and name == "name":
-                section = prefix[:-1]
-                entries = [k for k in model.model_fields if k != "name"]
-                registry = REGISTRIES.get(section)
-                spec.kind, spec.choices = "choice", entries
-                if registry is not None:
-                    spec.labels = {e: f"{registry.get(e).title} ({e})" for e in entries if e in registry}
-            self._specs[path] = spec
 
     # ---- building the widgets ---------------------------------------------
 
@@ -237,7 +186,7 @@ class ConfigForm(widgets.VBox):
         if isinstance(source, RunConfig):
             explicit = {p: o for p, o in source._origins.items() if o in ("user", "preset")}
         else:
-            explicit = {p: "user" for p in _leaf_paths(data)}
+            explicit = {p: "user" for p in leaf_paths(data)}
         self._origins = {}
         for path in self._specs:
             found = [o for p, o in explicit.items() if p == path or p.startswith(path + ".") or path.startswith(p + ".")]
@@ -246,8 +195,8 @@ class ConfigForm(widgets.VBox):
         self._loading = True
         try:
             for path, spec in self._specs.items():
-                value = _lookup(data, path)
-                value = spec.default if value is _MISSING else value
+                value = lookup(data, path)
+                value = spec.default if value is MISSING else value
                 self._values[path] = value
                 if path in self.fields:
                     self.fields[path].set(value)
@@ -257,7 +206,7 @@ class ConfigForm(widgets.VBox):
             self._show_launcher_fields(self._values.get("distributed.launcher"))
         finally:
             self._loading = False
-        unknown = [p for p in _leaf_paths(data) if p not in self._specs and not any(
+        unknown = [p for p in leaf_paths(data) if p not in self._specs and not any(
             p.startswith(s + ".") for s, spec in self._specs.items() if spec.kind == "yaml")]
         if unknown:
             self.notes.append("ignored unknown keys: " + ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else ""))
@@ -467,59 +416,3 @@ class ConfigForm(widgets.VBox):
             self._update_feedback()
             return
         self.load(config)
-
-    def _load_clicked(self) -> None:
-        self.load(self.path.value.strip())
-        if not self.notes:
-            self.notes = [f"loaded {self.path.value.strip()}"]
-            self._update_feedback()
-
-    def _save_clicked(self) -> None:
-        self.notes = [self.save(self.path.value.strip())]
-        self._update_feedback()
-
-    def save(self, path: Union[str, os.PathLike]) -> str:
-        """Write the config as YAML; returns what happened, in words."""
-        if self._config is None:
-            return "not saved: fix the problems first"
-        try:
-            self._config.to_yaml(Path(path).expanduser())
-        except OSError as exc:
-            return f"not saved: {exc}"
-        return f"saved to {path}"
-
-    def yaml(self) -> str:
-        """The config as YAML (what ``save`` writes)."""
-        if self._config is not None:
-            return self._config.to_yaml()
-        data = self._assemble()
-        for section in self._models:
-            chosen = data[section]["name"]
-            data[section] = {"name": chosen, **({chosen: data[section][chosen]} if chosen in data[section] else {})}
-        head = "".join(f"# problem: {p}: {m}\n" for p, m in self.problems)
-        return head + yaml.safe_dump(data, sort_keys=False)
-
-    def cli(self, file: Optional[str] = None) -> str:
-        """``ftkit train --preset NAME --set path=value ...``: the chosen preset (else the one needing fewest
-        changes) and each field that differs from it; with ``file``, ``ftkit train FILE``."""
-        if file:
-            return f"ftkit train {shlex.quote(str(file))}"
-        try:
-            return self.config.to_cli(self._preset)
-        except ConfigError:  # the chosen preset no longer loads
-            return self.cli(self.path.value.strip() or "config.yaml")
-
-    def _show_text(self, kind: str, toggle: bool = True) -> None:
-        if toggle and self._text_kind == kind and self.text.layout.display != "none":
-            self._text_kind = None
-            self.text.layout.display = "none"
-            return
-        self._text_kind = kind
-        if kind == "yaml":
-            self.text.value = self.yaml()
-        elif self._config is None:
-            self.text.value = "# fix the problems above first\n" + "".join(f"# {p}: {m}\n" for p, m in self.problems)
-        else:
-            file = self.path.value.strip() or "config.yaml"
-            self.text.value = f"{self.cli()}\n\n# or, after Save YAML:\n{self.cli(file)}\n"
-        self.text.layout.display = "block"
