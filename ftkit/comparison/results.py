@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+from ..runstate import RunState, read_summary
 from . import stats as S
 
 #: per-arm table: column -> the per-run field it summarises
@@ -28,20 +29,27 @@ def _summary(run) -> dict:
         return {}
 
 
+def _view(run, metric: Optional[str]) -> dict:
+    """The summary the run ended with, else the one its events make so far (``RunState``)."""
+    ended = read_summary(_summary(run) or None)
+    if ended is not None and ended.get("metrics"):
+        return ended
+    state = RunState.fold(_events(run), metric=metric)
+    live = state.summary_for(str(getattr(run, "id", "")), state.status, state.reason, now=state.last_time)
+    return live if ended is None else {**ended, "metrics": live["metrics"]}  # a killed run's partial summary
+
+
 def run_row(entry: dict, metric: Optional[str]) -> dict:
     run = entry["run"]
-    s = _summary(run)
+    s = _view(run, metric)
     metrics = s.get("metrics") or {}
-    if not metrics:  # not ended yet: the last evaluation so far
-        evals = [e for e in _events(run) if e.get("type") == "eval"]
-        metrics = (evals[-1].get("metrics") or {}) if evals else {}
     return {
         "method": entry["arm"], "seed": entry["seed"], "phase": entry["phase"], "learning_rate": entry["lr"],
         "run_id": str(getattr(run, "id", "")), "status": getattr(run, "status", None),
         "steps": s.get("steps"), "metric": metric,
         "final_metric": metrics.get(metric) if metric else None,
         "final_eval_loss": metrics.get("loss"), "final_train_loss": s.get("loss_last"),
-        "peak_memory_mb": s.get("peak_cuda_mb") or s.get("measured_peak_mb") or s.get("peak_rss_mb"),
+        "peak_memory_mb": s.get("peak_cuda_mb") or s.get("run_peak_mb") or s.get("peak_rss_mb"),
         "predicted_peak_mb": s.get("predicted_peak_mb"), "peak_cuda_mb": s.get("peak_cuda_mb"),
         "s_per_step": s.get("s_per_step"), "tokens_per_s": s.get("tokens_per_s"),
         "trainable_params": s.get("trainable_params"), "wall_s": s.get("wall_s"),

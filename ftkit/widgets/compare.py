@@ -16,21 +16,20 @@ from __future__ import annotations
 import collections
 import html
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from ..errors import ConfigError
 from ..methods import methods as METHODS
 from . import _runs
+from ._compare_entry import Entry
+from ._compare_report import report_html
 from ._feed import EventFeed
 from ._html import table
-from ._plot import PALETTE, Ema, Meter, add_stream, figure_widget, fit_width, push
+from ._plot import PALETTE, Meter, add_stream, figure_widget, fit_width, push
 from ._study import StudySettings, StudyView
 from .preview import resolve_config
 
@@ -38,32 +37,6 @@ DEFAULT_METHODS = ("lora", "dora", "qlora", "ia3", "full")
 X_AXES = {"step": "step", "tokens": "tokens seen", "seconds": "seconds"}
 COLUMNS = ["run_id", "method", "status", "steps", "trainable_params", "trainable_pct", "peak_memory_mb",
            "s_per_step", "tokens_per_s", "metric", "final_metric", "final_eval_loss", "final_train_loss", "wall_s"]
-
-
-class _Entry:
-    """One run in the comparison: its raw points (for any x-axis) and its plotted series."""
-
-    def __init__(self, run: Any, label: str, color: str):
-        self.run = run
-        self.label = label
-        self.color = color
-        self.steps: list[tuple[int, float, float, float]] = []  # step, tokens, seconds, smoothed loss
-        self.evals: list[tuple[int, float, float, dict]] = []  # step, tokens, seconds, metrics
-        self.ema = Ema()
-        self.info: dict = {}
-        self.status = _runs.status(run, "queued")
-        self.summary: Optional[dict] = None
-        self.peak_cuda = 0.0
-        self.peak_rss = 0.0
-        self.replayed: set = set()
-        self.last_step: dict = {}
-        self.first_time: Optional[float] = None
-        self.last_time: Optional[float] = None
-        self.streams: dict = {}
-        self.unsubscribe = None
-
-    def x_of(self, axis: str, step: int, tokens: float, seconds: float) -> float:
-        return {"step": step, "tokens": tokens, "seconds": seconds}[axis]
 
 
 class Comparison(widgets.VBox):
@@ -78,7 +51,7 @@ class Comparison(widgets.VBox):
         self.controller = controller
         self.base = base_config
         self._kw = dict(max_points=max_points, tail_points=tail_points)
-        self._entries: list[_Entry] = []
+        self._entries: list[Entry] = []
         self._lock = threading.RLock()
         self._feed = EventFeed(self._handle, interval)
         self._updates = 0
@@ -289,7 +262,7 @@ class Comparison(widgets.VBox):
             label = label or (config.method.name if config is not None else _runs.run_id(run))
             if any(e.label == label for e in self._entries):
                 label = f"{label} ({_runs.run_id(run)[-4:]})"
-            entry = _Entry(run, label, color or PALETTE[len(self._entries) % len(PALETTE)])
+            entry = Entry(run, label, color or PALETTE[len(self._entries) % len(PALETTE)])
             for col, key in enumerate(("loss", "eval_loss", "metric"), start=1):
                 entry.streams[key] = add_stream(
                     self.figure, label, row=1, col=col, color=entry.color, showlegend=col == 1,
@@ -327,7 +300,8 @@ class Comparison(widgets.VBox):
                     if key in entry.replayed:  # already drawn from the backlog
                         entry.replayed.discard(key)
                         continue
-                self._on_event(entry, event, axis)
+                if entry.apply(event, axis, self._metric):
+                    self._study_dirty = True
             push(self.figure, [s for e in self._entries for s in e.streams.values()])
             self._updates += 1
             self._history.append(self._meter.take())
@@ -341,43 +315,6 @@ class Comparison(widgets.VBox):
     def fit(self) -> None:
         """Size the plot to the width the page gives it (done when a run's status changes)."""
         fit_width(self.figure)
-
-    def _on_event(self, entry: _Entry, e: dict, axis: str) -> None:
-        kind = e.get("type")
-        when = e.get("time")
-        if when is not None:
-            entry.first_time = entry.first_time if entry.first_time is not None else when
-            entry.last_time = when
-        entry.peak_cuda = max(entry.peak_cuda, e.get("cuda_peak_mb") or 0)
-        entry.peak_rss = max(entry.peak_rss, e.get("rss_mb") or 0)
-        if kind == "started":
-            entry.info = {k: v for k, v in e.items() if k not in ("type", "time")}
-            entry.status = "running"
-        elif kind == "step" and e.get("loss") is not None:
-            step = e.get("step", 0)
-            smooth = entry.ema(e["loss"])
-            row = (step, e.get("tokens") or 0, e.get("elapsed") or 0.0, smooth)
-            entry.steps.append(row)
-            entry.last_step = e
-            entry.streams["loss"].add(entry.x_of(axis, *row[:3]), smooth)
-            if entry.status in ("queued", "starting"):
-                entry.status = "running"
-        elif kind == "eval":
-            step = e.get("step", 0)
-            tokens, seconds = (entry.steps[-1][1], entry.steps[-1][2]) if entry.steps else (0, 0.0)
-            metrics = e.get("metrics") or {}
-            entry.evals.append((step, tokens, seconds, metrics))
-            x = entry.x_of(axis, step, tokens, seconds)
-            if metrics.get("loss") is not None:
-                entry.streams["eval_loss"].add(x, metrics["loss"])
-            if self._metric and metrics.get(self._metric) is not None:
-                entry.streams["metric"].add(x, metrics[self._metric])
-        elif kind == "status":
-            entry.status = e.get("status", entry.status)
-        elif kind == "ended":
-            entry.status = e.get("status", entry.status)
-            entry.summary = e.get("summary") or _runs.summary(entry.run)
-            self._study_dirty = True
 
     def set_x(self, axis: str) -> None:
         """Re-draw every curve against ``axis``: step, tokens or seconds."""
@@ -400,39 +337,12 @@ class Comparison(widgets.VBox):
 
     # ---- results --------------------------------------------------------------------
 
-    def _row(self, entry: _Entry) -> dict:
-        s = entry.summary or {}
-        info, last = entry.info, entry.last_step
-        trainable = s.get("trainable_params") or info.get("trainable_params")
-        total = s.get("total_params") or info.get("total_params")
-        metrics = s.get("metrics") or (entry.evals[-1][3] if entry.evals else {})
-        wall = s.get("wall_s")
-        if wall is None and entry.first_time is not None:
-            wall = round(entry.last_time - entry.first_time, 2)
-        config = _runs.config(entry.run)
-        return {
-            "run_id": _runs.run_id(entry.run),
-            "method": config.method.name if config is not None else s.get("method", entry.label),
-            "status": entry.status,
-            "steps": s.get("steps") or (entry.steps[-1][0] if entry.steps else 0),
-            "trainable_params": trainable,
-            "trainable_pct": round(100 * trainable / total, 4) if trainable and total else s.get("trainable_pct"),
-            "peak_memory_mb": s.get("peak_cuda_mb") or s.get("peak_rss_mb") or (entry.peak_cuda or entry.peak_rss or None),
-            "s_per_step": s.get("s_per_step") or last.get("s_per_step"),
-            "tokens_per_s": s.get("tokens_per_s") or last.get("tokens_per_s"),
-            "metric": self._metric,
-            "final_metric": metrics.get(self._metric) if self._metric else None,
-            "final_eval_loss": metrics.get("loss"),
-            "final_train_loss": s.get("loss_last") or last.get("loss"),
-            "wall_s": wall,
-        }
-
     def results(self, sort_by: Optional[str] = None, ascending: Optional[bool] = None):
         """The results table as a pandas DataFrame, one row per run."""
         import pandas as pd
 
         with self._lock:
-            rows = [self._row(e) for e in self._entries]
+            rows = [e.row(self._metric) for e in self._entries]
         frame = pd.DataFrame(rows, columns=COLUMNS)
         key = sort_by or self.sort_by.value
         if key and len(frame):
@@ -453,31 +363,11 @@ class Comparison(widgets.VBox):
         path = Path(path).expanduser()
         if self.study is not None:
             return self.study.to_html(path)
-        frame = self.results()
         try:
             base = resolve_config(self.base) if self.base is not None else None
         except Exception:
             base = None
-        setup = ""
-        if base is not None:
-            t = base.training
-            budget = f"{t.max_steps} steps" if t.max_steps else f"{t.num_epochs} epochs"
-            setup = (f"<p>task <b>{html.escape(base.task.name)}</b>, model <b>{html.escape(base.model_name)}</b>, "
-                     f"data <b>{html.escape(base.data.source)}</b>, seed {t.seed}, budget {budget}, "
-                     f"batch {t.batch_size} x {t.gradient_accumulation_steps}, learning rate {t.learning_rate}</p>")
-        figure = go.Figure(getattr(self.figure, "figure", self.figure))
-        figure.update_layout(height=420, width=None)
-        plot = pio.to_html(figure, include_plotlyjs=True, full_html=False)
-        stamp = time.strftime("%Y-%m-%d %H:%M")
-        text = (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ftkit method comparison</title>"
-            "<style>body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse}"
-            " td,th{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f3f3f3}</style>"
-            f"</head><body><h1>Method comparison</h1><p>{stamp}; x-axis: {X_AXES[self.x_axis.value]}</p>{setup}"
-            f"<h2>Results</h2>{frame.to_html(index=False, na_rep='-', float_format=lambda v: f'{v:.4g}')}"
-            f"<h2>Curves</h2>{plot}</body></html>"
-        )
-        path.write_text(text, encoding="utf-8")
+        path.write_text(report_html(self.results(), base, self.figure, X_AXES[self.x_axis.value]), encoding="utf-8")
         return path
 
     def _export(self, kind: str) -> None:
