@@ -166,3 +166,26 @@ def test_static_redraws_reuse_one_matplotlib_figure_while_the_plot_keeps_its_sha
     assert plot.canvas.builds == builds and plot.canvas._figure is figure_before
     (line,) = plot.canvas._lines[0][1]
     assert list(line.get_xdata()) == list(range(40)) and plot.image.value != first  # the new points are drawn
+
+
+def test_a_view_that_renders_after_the_updates_gets_the_whole_figure_when_it_reports_back():
+    """A FigureWidget view draws from the widget's state at creation; updates sent before it rendered are lost
+    to it. The first report of a view (what plotly's view sends once drawn) makes the plot send it all."""
+    fig = figure()
+    fig.update_xaxes(range=[0, 1], autorange=False)
+    stream = add_stream(fig, "loss", row=1, col=1)
+    plot = Plot(fig, "figurewidget")
+    for i in range(30):
+        stream.add(i, 1 / (i + 1))
+    push(plot, [stream])
+    plot.layout.xaxis.autorange = True  # sent now: a view not yet rendered misses both
+    assert not list(plot.figure._widget_data[0].get("x", []))  # what a view rendering now would draw from
+    sent = []
+    plot.figure.observe(lambda change: sent.append(change["new"]) if change["new"] else None, "_py2js_update")
+    plot.figure._js2py_layoutDelta = {"layout_delta": {}, "layout_edit_id": plot.figure._last_layout_edit_id}
+    assert len(sent) == 1
+    (message,) = sent
+    assert list(message["style_data"]["x"][0]) == list(range(30)) and message["style_traces"] == [0]
+    assert message["layout_data"]["xaxis"]["autorange"] is True and message["layout_data"]["autosize"] is True
+    plot.figure._js2py_layoutDelta = {"layout_delta": {}, "layout_edit_id": plot.figure._last_layout_edit_id}
+    assert len(sent) == 1  # once

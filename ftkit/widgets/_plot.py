@@ -126,9 +126,33 @@ class Plot(widgets.VBox):
     # ---- the path -----------------------------------------------------------------
 
     def _reported(self, change) -> None:
-        if change["new"] is not None:
-            self.reported = True
-            proven.set()
+        if change["new"] is None:
+            return
+        first, self.reported = not self.reported, True
+        proven.set()
+        if first:
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        """Send the figure as it is now to the views: every trace's points, the layout, autosize.
+
+        A ``FigureWidget`` view draws from the state the widget had when it was made (plotly refreshes
+        it only when the figure itself is displayed, not as a child of a box) and then applies the
+        updates it hears. Updates sent before it rendered (the backlog of a run, the first autorange,
+        while the frontend was still loading plotly) never reach it: a view that renders late would
+        stay blank, or stuck on its empty 0-1 axes. Sent once, when the first view reports back (and
+        by ``fit_width`` callers on demand), it costs one full figure; the view is on the page by then,
+        so ``autosize`` also makes it take its box's width.
+        """
+        fig = self.figure
+        if self.kind != "figurewidget" or not hasattr(fig, "_send_update_msg"):
+            return
+        with self._lock:
+            traces = list(range(len(fig.data)))
+            style = {key: [fig.data[i][key] for i in traces] for key in ("x", "y")}
+            layout = {k: v for k, v in fig.layout.to_plotly_json().items() if k != "template"}
+            layout["autosize"] = True
+            fig._send_update_msg(style, layout, traces)
 
     def fall_back(self) -> None:
         """Switch to the static path now (what ``auto`` does when the FigureWidget never reports back)."""
