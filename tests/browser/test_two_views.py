@@ -1,9 +1,9 @@
 """Two notebooks attach a dashboard to the same finished run at the same moment: both plots draw, full width.
 
-Each notebook's kernel builds its dashboard and draws the run's whole backlog before the browser has
-rendered the plot's view; the view starts from the widget's state at creation, so without the plot
-re-sending the figure when the view reports back it would show empty axes. Run in two pages (two
-JupyterLab windows, two kernels), started together.
+Each kernel builds its dashboard and draws the run's whole backlog before the browser has rendered the
+plot's view; the view must end up with every point, axes fitted to them, and plotly's figure as wide as
+its box (not the 700 px plotly takes when it renders before it is on the page). Run in two pages (two
+JupyterLab windows with their own workspaces, two kernels), started together.
 """
 from __future__ import annotations
 
