@@ -63,8 +63,8 @@ def start_slurm(tmp: Path) -> dict:
         f"SlurmctldPidFile={tmp / 'slurmctld.pid'}", f"SlurmdPidFile={tmp / 'slurmd.pid'}",
         f"SlurmdSpoolDir={tmp / 'spool'}", f"StateSaveLocation={tmp / 'state'}",
         f"SlurmctldLogFile={tmp / 'slurmctld.log'}", f"SlurmdLogFile={tmp / 'slurmd.log'}",
-        "ReturnToService=2", "MpiDefault=none", "JobAcctGatherType=jobacct_gather/none",
-        "KillWait=5", "OverTimeLimit=0", "InactiveLimit=0", "MinJobAge=600",
+        "ReturnToService=1", "MpiDefault=none", "JobAcctGatherType=jobacct_gather/none",
+        "KillWait=5", "JobRequeue=0", "OverTimeLimit=0", "InactiveLimit=0", "MinJobAge=600",
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN",
         f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""]))
     (tmp / "spool").mkdir()
