@@ -32,10 +32,22 @@ def _need_tools() -> None:
 
 
 def _stop(pidfile: Path) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a slurmd whose controller is gone can ignore the first."""
     try:
         pid = int(pidfile.read_text().strip())
         os.kill(pid, 15)
     except (OSError, ValueError):
+        return
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.2)
+    try:
+        os.kill(pid, 9)
+    except OSError:
         pass
 
 
