@@ -9,7 +9,9 @@ in order, promptly; a subscriber that raises is ignored, never fatal.
 
 A fresh ``Controller()`` (after a kernel restart) finds every run on disk: a
 worker process still alive is reattached and tailed; a run whose process is
-gone is closed as ``failed`` with its last known state, never dropped.
+gone is closed as ``failed`` with its last known state, never dropped. A
+Slurm job whose follower process is gone gets a new follower of the same
+job (its id is in ``slurm.json``), so status, Stop and Slurm's end reason work.
 
 Importing this module loads no torch, transformers, peft or DeepSpeed.
 """
@@ -25,7 +27,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from . import launch, records, supervise
 from .events import FINAL_STATUSES, read_events
-from .liveness import AWAY_REASON, QUEUED_REASON, judge, owner_record
+from .liveness import AWAY_REASON, QUEUED_REASON, alive, judge, owner_record
 from .run import Run, _subscribe
 from .runstate import ACTIVE, STATUSES, RunState
 from .store import RunStore
@@ -100,7 +102,11 @@ class Controller:
             status = RunState.fold(run._events).status
             run._status = "queued" if run.mode == "queued" else (
                 status if status in ACTIVE and status != "queued" else "running")
-            thread = threading.Thread(target=self._tail, args=(run, None, offset), daemon=True,
+            proc = None
+            if info.get("launcher") == "slurm" and not alive(info):  # Slurm runs the job; its follower is gone
+                proc = supervise.spawn(run, self.cuda, attach=True)
+                run._proc, run._pid = proc, proc.pid
+            thread = threading.Thread(target=self._tail, args=(run, proc, offset), daemon=True,
                                       name=f"ftkit-tail-{run.id}")
             thread.start()
             run._thread = thread

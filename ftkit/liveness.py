@@ -4,6 +4,7 @@ A run's owner is named in ``RUN_DIR/worker.json``: ``mode`` (queued, thread,
 process), ``pid`` and that process's ``create_time`` (so a recycled pid never
 passes for the worker), and for a worker subprocess its ``owner_pid`` (the
 controller tailing it, which closes the run itself when the worker ends).
+A Slurm run whose follower process is gone lives as long as Slurm runs its job.
 """
 from __future__ import annotations
 
@@ -72,6 +73,13 @@ def owner_record(mode: str, pid: int, **extra) -> dict:
     return data
 
 
+def slurm_job_alive(run_dir) -> bool:
+    """Slurm still holds the job recorded in ``RUN_DIR/slurm.json`` unfinished (``ftkit.slurm``)."""
+    from .slurm import active_job
+
+    return active_job(run_dir) is not None
+
+
 def judge(run_dir, info: Optional[dict] = None) -> Verdict:
     """Is anything still writing the unfinished run in ``run_dir``? If not, why it ended unrecorded."""
     run_dir = Path(run_dir)
@@ -89,6 +97,8 @@ def judge(run_dir, info: Optional[dict] = None) -> Verdict:
     elif info.get("mode") == "process" and info.get("owner_pid") not in (None, os.getpid()) \
             and process_alive(info["owner_pid"], info.get("owner_create_time")):
         return Verdict(True, info=info)  # its controller saw the worker end and closes the run itself
+    elif info.get("launcher") == "slurm" and slurm_job_alive(run_dir):
+        return Verdict(True, info=info)  # its follower is gone, but Slurm still runs the job
     if (info is None or info.get("mode") == "queued") and not (run_dir / "events.jsonl").exists():
         return Verdict(False, QUEUED_REASON, info)
     return Verdict(False, AWAY_REASON, info)

@@ -2,7 +2,8 @@
 
 ``python -m ftkit.slurm RUN_DIR`` (what ``launch.command`` starts for the
 launcher ``slurm``) writes the script, submits it, records the job id in
-``RUN_DIR/slurm.json`` and follows the job with ``scontrol show job`` until
+``RUN_DIR/slurm.json`` and follows the job; ``--attach`` follows the job
+already recorded there (a fresh controller whose follower is gone). It follows with ``scontrol show job`` until
 it ends, so the controller tails it like any worker; SIGTERM (Stop's last
 resort, Kill) cancels the job, and a job Slurm ends early (time limit,
 preemption, node failure) closes the run as ``failed`` with Slurm's reason.
@@ -128,6 +129,24 @@ def cancel(job_id: str, env=None) -> None:
     subprocess.run(["scancel", str(job_id)], capture_output=True, env=env)
 
 
+def node_reasons(node_list: str, env=None) -> list:
+    """What the admin or Slurm wrote as the reason of each node of ``node_list`` that has one."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["scontrol", "show", "node", node_list], capture_output=True, text=True, env=env,
+                             timeout=30).stdout
+    except (subprocess.TimeoutExpired, OSError):
+        return []
+    reasons = []
+    for block in out.split("NodeName=")[1:]:
+        name = block.split()[0]
+        why = block.split("Reason=", 1)[1].split(" [", 1)[0].strip() if "Reason=" in block else ""
+        if why and why != "(null)":
+            reasons.append(f"{name}: {why}")
+    return reasons
+
+
 def end_reason(fields: dict) -> Optional[str]:
     """Why Slurm ended a job that did not complete, in words (None while it runs or when it completed)."""
     state, job_id = fields.get("JobState"), fields.get("JobId")
@@ -137,13 +156,34 @@ def end_reason(fields: dict) -> Optional[str]:
            "PREEMPTED": "a job of higher priority preempted it", "NODE_FAIL": "one of its nodes failed",
            "CANCELLED": "it was cancelled (scancel)", "OUT_OF_MEMORY": "it ran out of its memory allocation",
            }.get(state, f"exit code {fields.get('ExitCode')}")
+    if state == "NODE_FAIL" and fields.get("NodeList"):
+        why += "".join(f" ({node})" for node in node_reasons(fields["NodeList"]))
     reason = fields.get("Reason")
     return f"Slurm ended job {job_id} as {state}: {why}" + (f" (Slurm's reason: {reason})"
                                                           if reason and reason != "None" else "")
 
 
-def follow(run_dir, poll_s: float = 1.0) -> int:
-    """Submit ``run_dir``'s job and follow it to its end (``python -m ftkit.slurm RUN_DIR``)."""
+def recorded_job(run_dir) -> Optional[str]:
+    """The job id in ``RUN_DIR/slurm.json``, if the run was submitted."""
+    import json
+
+    try:
+        return str(json.loads((Path(run_dir) / "slurm.json").read_text())["job_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def active_job(run_dir) -> Optional[str]:
+    """The run's job id while Slurm still holds the job unfinished (pending, running, completing)."""
+    job_id = recorded_job(run_dir)
+    if job_id is None or shutil.which("scontrol") is None:
+        return None
+    state = job(job_id).get("JobState")
+    return job_id if state and state not in FINAL_STATES else None
+
+
+def follow(run_dir, poll_s: float = 1.0, attach: bool = False) -> int:
+    """Submit ``run_dir``'s job (or, with ``attach``, take the recorded one) and follow it to its end."""
     import signal
     import time
 
@@ -154,9 +194,13 @@ def follow(run_dir, poll_s: float = 1.0) -> int:
     run_dir = Path(run_dir).resolve()
     config = RunConfig.from_json(run_dir / "config.json")
     (run_dir / "logs").mkdir(exist_ok=True)
-    job_id = submit(write_script(config, run_dir))
-    write_json(run_dir / "slurm.json", {"job_id": job_id, "submitted": time.time()})
-    print(f"ftkit: submitted Slurm job {job_id}", flush=True)
+    job_id = recorded_job(run_dir) if attach else None
+    if job_id is None:
+        job_id = submit(write_script(config, run_dir))
+        write_json(run_dir / "slurm.json", {"job_id": job_id, "submitted": time.time()})
+        print(f"ftkit: submitted Slurm job {job_id}", flush=True)
+    else:
+        print(f"ftkit: following Slurm job {job_id} again", flush=True)
     cancelled = []
 
     def on_term(signum, frame):
@@ -184,4 +228,4 @@ def follow(run_dir, poll_s: float = 1.0) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(follow(sys.argv[1]))
+    sys.exit(follow(sys.argv[1], attach="--attach" in sys.argv[2:]))

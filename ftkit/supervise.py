@@ -41,10 +41,15 @@ def close_run(run: "Run", status: str, reason: str, exit_code: Optional[int]) ->
     run._record(event)
 
 
-def spawn(run: "Run", cuda: bool) -> subprocess.Popen:
-    """Start the worker process(es) of ``run``, output to ``logs/worker.log``."""
+def spawn(run: "Run", cuda: bool, attach: bool = False) -> subprocess.Popen:
+    """Start the worker process(es) of ``run``, output to ``logs/worker.log``.
+
+    ``attach``: a Slurm run whose follower is gone gets a new follower of its recorded job, not a new job.
+    """
     argv, env = launch.command(run.config, run.path, python=sys.executable, cuda=cuda,
                                port=launch.free_port(), cpus=os.cpu_count(), base_env=os.environ)
+    if attach:
+        argv = [*argv, "--attach"]
     logs = run.path / "logs"
     logs.mkdir(exist_ok=True)
     if run.config.launcher == "deepspeed" and run.config.distributed.hostfile:

@@ -32,10 +32,22 @@ def _need_tools() -> None:
 
 
 def _stop(pidfile: Path) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a slurmd whose controller is gone can ignore the first."""
     try:
         pid = int(pidfile.read_text().strip())
         os.kill(pid, 15)
     except (OSError, ValueError):
+        return
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.2)
+    try:
+        os.kill(pid, 9)
+    except OSError:
         pass
 
 
@@ -63,8 +75,8 @@ def start_slurm(tmp: Path) -> dict:
         f"SlurmctldPidFile={tmp / 'slurmctld.pid'}", f"SlurmdPidFile={tmp / 'slurmd.pid'}",
         f"SlurmdSpoolDir={tmp / 'spool'}", f"StateSaveLocation={tmp / 'state'}",
         f"SlurmctldLogFile={tmp / 'slurmctld.log'}", f"SlurmdLogFile={tmp / 'slurmd.log'}",
-        "ReturnToService=2", "MpiDefault=none", "JobAcctGatherType=jobacct_gather/none",
-        "KillWait=5", "OverTimeLimit=0", "InactiveLimit=0", "MinJobAge=600",
+        "ReturnToService=1", "MpiDefault=none", "JobAcctGatherType=jobacct_gather/none",
+        "KillWait=5", "JobRequeue=0", "OverTimeLimit=0", "InactiveLimit=0", "MinJobAge=600",
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN",
         f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""]))
     (tmp / "spool").mkdir()

@@ -20,3 +20,14 @@ def isolated_env(tmp_path, monkeypatch, _model_cache):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     return runs
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """One real Slurm (munge, slurmctld, slurmd on 127.0.0.1) for every test that needs it (tests/_slurm.py)."""
+    from _slurm import start_slurm, stop_slurm
+
+    tmp = tmp_path_factory.mktemp("slurm")
+    services = start_slurm(tmp)
+    yield services
+    stop_slurm(tmp)

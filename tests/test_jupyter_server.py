@@ -26,12 +26,14 @@ from ftkit.jupyter.runs import RunRows
 
 FINISHED = "20250101-120000-lora-classification-aaaa"
 RUNNING = "20250101-130000-dora-classification-bbbb"
+TWO_NODES = "20250101-110000-lora-classification-cccc"
 
 
-def write_run(root: Path, run_id: str, method: str, events: list[dict], summary: dict | None = None) -> Path:
+def write_run(root: Path, run_id: str, method: str, events: list[dict], summary: dict | None = None,
+              **changes) -> Path:
     path = root / run_id
     (path / "logs").mkdir(parents=True)
-    config = RunConfig.preset("demo").set("method.name", method)
+    config = RunConfig.preset("demo").set("method.name", method).update(changes)
     config.to_yaml(path / "config.yaml")
     config.to_json(path / "config.json")
     writer = JsonlWriter(path / "events.jsonl")
@@ -67,6 +69,22 @@ def running_run(root: Path) -> Path:
     return path
 
 
+def two_node_run(root: Path) -> Path:
+    """A torchrun run over two machines, one rank each, as its worker writes it (its agent alive here)."""
+    path = write_run(root, TWO_NODES, "lora", [
+        make_event("status", status="starting"),
+        make_event("started", max_steps=50, start_step=0, world_size=2),
+        make_event("step", step=7, loss=0.8, rank_rss_mb=[610.0, 640.5], rank_nodes=[0, 1]),
+    ], **{"distributed.launcher": "torchrun", "distributed.num_nodes": 2, "distributed.num_processes": 1,
+          "distributed.master_port": 29511})
+    import psutil
+
+    me = psutil.Process()
+    (path / "worker.json").write_text(json.dumps({"mode": "process", "pid": me.pid, "create_time": me.create_time(),
+                                                  "launcher": "torchrun"}))
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,6 +115,7 @@ def server(tmp_path_factory):
     root, runs = base / "root", base / "elsewhere" / "runs"
     for d in (root, runs, base / "config", base / "runtime"):
         d.mkdir(parents=True)
+    two_node_run(runs)
     finished_run(runs)
     running_run(runs)
     port, token = _free_port(), secrets.token_hex(16)
@@ -144,7 +163,7 @@ def test_lists_runs_newest_first_with_panel_fields(server):
     assert status == 200, data
     assert data["runs_dir"] == str(server.runs)
     rows = {row["id"]: row for row in data["runs"]}
-    assert [row["id"] for row in data["runs"]] == [RUNNING, FINISHED]  # by start time, newest first
+    assert [row["id"] for row in data["runs"]] == [RUNNING, FINISHED, TWO_NODES]  # by start time, newest first
     done = rows[FINISHED]
     assert (done["status"], done["method"], done["task"], done["steps"]) == ("finished", "lora", "classification", 4)
     assert done["best"] == {"metric": "accuracy", "value": 0.75, "step": 4}
@@ -152,6 +171,25 @@ def test_lists_runs_newest_first_with_panel_fields(server):
     live = rows[RUNNING]
     assert (live["status"], live["method"], live["steps"], live["max_steps"], live["best"]) == \
         ("running", "dora", 3, 100, None)
+
+
+def test_a_two_node_run_shows_memory_per_rank_and_per_node_and_stops(server):
+    status, data = server.call("GET", "/ftkit/runs")
+    row = next(row for row in data["runs"] if row["id"] == TWO_NODES)
+    assert (row["status"], row["steps"], row["max_steps"], row["nodes"], row["launcher"]) == \
+        ("running", 7, 50, 2, "torchrun"), row
+    assert row["rank_rss_mb"] == [610.0, 640.5] and row["node_rss_mb"] == {"0": 610.0, "1": 640.5}, row
+    status, data = server.call("POST", f"/ftkit/runs/{TWO_NODES}/stop")
+    assert (status, data) == (202, {"id": TWO_NODES, "status": "stopping"})
+    assert (server.runs / TWO_NODES / "control" / "stop").exists()
+
+
+def test_a_finished_runs_row_keeps_its_memory_per_rank(tmp_path):
+    path = finished_run(tmp_path)
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "rank_peak_rss_mb": [700.0, 710.0]}))
+    row = RunRows(tmp_path).row(path)
+    assert (row["rank_rss_mb"], row["node_rss_mb"], row["nodes"]) == ([700.0, 710.0], None, 1)
 
 
 def test_one_run_has_config_and_summary(server):

@@ -69,20 +69,38 @@ def test_two_nodes_meet_and_train_the_one_node_loss_curve(case, ds_env, capsys):
     assert step["rank_nodes"] == [0, 1] or step["rank_nodes"] == [1, 0]
     assert len(step["rank_rss_mb"]) == 2 and all(r and r > 50 for r in step["rank_rss_mb"])
     assert set(run.state().node_rss_mb) == {0, 1}
+    assert_shown_like_any_run(run)
     with capsys.disabled():
         print(f"\n[{case}] two nodes vs one: max loss difference {diff:.2e} over {len(a)} steps; "
               f"start to first event on both nodes {met_s:.1f} s")
 
 
+def assert_shown_like_any_run(run):
+    """The runs panel's row, the dashboard and the comparison's row of a finished two-node run."""
+    from ftkit.comparison.results import run_row
+    from ftkit.jupyter.runs import RunRows
+    from ftkit.widgets.dashboard import Dashboard
+
+    row = RunRows(run.path.parent).row(run.path)
+    assert (row["status"], row["steps"], row["nodes"], row["launcher"]) == ("finished", 4, 2, "torchrun"), row
+    assert set(row["node_rss_mb"]) == {"0", "1"} and len(row["rank_rss_mb"]) == 2, row
+    dash = Dashboard(run, interval=None)
+    dash.flush()
+    label = dash.progress_label.value
+    assert "step 4 / 4" in label and "RSS per rank" in label and "per node 0: " in label and ", 1: " in label, label
+    compared = run_row({"run": run, "arm": "two nodes", "seed": 0, "phase": "final", "lr": None}, None)
+    assert (compared["status"], compared["steps"]) == ("finished", 4) and compared["final_train_loss"], compared
+
+
 def test_a_node_that_never_arrives_fails_the_run_with_the_command_to_start_it(ds_env, capsys):
     from ftkit.controller import Controller
 
-    config = two_nodes(two_ranks(stage=2, launcher="torchrun"), rendezvous_timeout=10)
+    config = two_nodes(two_ranks(stage=2, launcher="torchrun"), rendezvous_timeout=5)
     run = Controller().start(config)
     assert run.wait(120) == "failed"
     reason = run.summary["reason"]
     port = config.distributed.master_port
-    assert reason == (f"waited 10 s for 1 of 2 nodes at 127.0.0.1:{port}: start it with "
+    assert reason == (f"waited 5 s for 1 of 2 nodes at 127.0.0.1:{port}: start it with "
                       f"ftkit join {run.path} --node-rank 1"), reason
     with capsys.disabled():
         print(f"\n[missing node] {reason}")

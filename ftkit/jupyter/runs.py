@@ -98,6 +98,9 @@ class RunRows:
             "steps": steps,
             "max_steps": max_steps,
             "reason": summary.get("reason") if final else None,
+            **memory(state, summary if final else {}),
+            "launcher": config.get("distributed", {}).get("launcher"),
+            "nodes": nodes(config),
         }
 
     def detail(self, path: Path) -> dict:
@@ -107,9 +110,6 @@ class RunRows:
     def _read(self, record: RunRecord, final: bool) -> RunState:
         path = record.path
         with self._lock:
-            if final:  # the summary says it all; nothing more to follow
-                self._progress.pop(path.name, None)
-                return RunState()
             progress = self._progress.get(path.name)
             if progress is None:
                 try:
@@ -117,10 +117,27 @@ class RunRows:
                 except Exception:
                     config = None
                 progress = self._progress[path.name] = _Progress(RunState(**for_config(config)))
+            if final and progress.offset:  # folded to its end once; nothing more to follow
+                return progress.state
             events, progress.offset = read_events(path / "events.jsonl", progress.offset)
             for event in events:
                 progress.state.apply(event)
             return progress.state
+
+
+def memory(state: RunState, summary: dict) -> dict:
+    """Memory per rank (MB, latest step; a finished run's lifetime peaks) and per machine (node rank -> MB)."""
+    per_node = state.node_rss_mb
+    return {"rank_rss_mb": summary.get("rank_peak_rss_mb") or state.rank_rss_mb,
+            "node_rss_mb": {str(node): mb for node, mb in sorted(per_node.items())} if per_node else None}
+
+
+def nodes(config: dict) -> int:
+    """How many machines the run spans (torchrun's num_nodes, or the Slurm allocation's nodes)."""
+    d = config.get("distributed") or {}
+    if d.get("launcher") == "slurm":
+        return int((d.get("slurm") or {}).get("nodes") or 1)
+    return int(d.get("num_nodes") or 1)
 
 
 def request_stop(path: Path, row) -> None:
