@@ -1,6 +1,7 @@
 """Loading the tokenizer and the base model for a config: dtype, quantization, task head."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from .. import models
@@ -112,21 +113,29 @@ def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
     return model
 
 
+def trained_labels(run_path, config):
+    """The label names the run's head was trained with: kept in its folder; older runs re-read their data."""
+    from ..records import LABELS_FILE, read_json
+
+    saved = read_json(Path(run_path) / LABELS_FILE)
+    if isinstance(saved, dict) and "labels" in saved:
+        return saved["labels"]
+    from ..data.rows import load_rows
+
+    return config.task_spec.label_names(load_rows(config)[0], config.task_options)
+
+
 def load_trained(run_path, checkpoint: Optional[str] = None):
     """(model, tokenizer, config) of a finished run: base model plus its saved adapter.
 
     Full fine-tuning runs saved the whole model, which loads on its own.
     """
-    from pathlib import Path
-
     from ..config import RunConfig
-    from ..data import load_rows
 
     run_path = Path(run_path)
     config = RunConfig.from_json(run_path / "config.json")
     weights = Path(checkpoint) if checkpoint else run_path / "final"
-    train_rows, _ = load_rows(config)
-    labels = config.task_spec.label_names(train_rows, config.task_options)
+    labels = trained_labels(run_path, config)
     tokenizer = load_tokenizer(config)
     if config.method_spec.kind == "full":
         model = load_model(config.set("model.name_or_path", str(weights)), labels)
