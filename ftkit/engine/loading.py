@@ -6,7 +6,7 @@ from typing import Optional
 
 from .. import models
 from ..errors import ConfigError
-from ..methods._base import HEAD_NAMES
+from ..shapes.parts import HEAD_NAMES
 
 AUTO_CLASSES = {
     "causal_lm": "AutoModelForCausalLM",
