@@ -104,6 +104,9 @@ class DistributedSection(Section):
         "DeepSpeed ZeRO stage: 0 plain data parallel, 1 shards optimizer states, 2 + gradients, "
         "3 + parameters. none: no DeepSpeed.",
     )
+    zero_preset: Optional[str] = field(
+        None, "DeepSpeed settings by preset name (ftkit.zero.presets), one of that stage's; empty: "
+        "the stage's own (zero<stage>).", advanced=True)
     offload_optimizer: Literal["none", "cpu", "nvme"] = field(
         "none", "Keep optimizer states (and the step) in CPU memory or on NVMe (ZeRO 1-3)."
     )
@@ -126,6 +129,15 @@ class DistributedSection(Section):
     @classmethod
     def _stage(cls, v: Any) -> Any:
         return _none_or_int(v)
+
+    @field_validator("zero_preset")
+    @classmethod
+    def _preset(cls, v: Optional[str]) -> Optional[str]:
+        from .zero import presets
+
+        if v is not None and v not in presets:
+            raise ValueError(f"unknown ZeRO preset {v!r}{presets.suggest(v)}; known: {', '.join(presets.names())}")
+        return v
 
     @field_validator("offload_optimizer", "offload_params", mode="before")
     @classmethod
