@@ -156,10 +156,7 @@ def _float_base(config, labels, quantized_base: str, notes: list[str]):
                          "so its outputs differ slightly from the trained model's (the difference below)")
     else:
         # the same base loaded without bitsandbytes: the weights before 4/8-bit rounding
-        plain = config.update({"quantization.bits": None, "model.dtype": "float32"})
-        if plain.bits:
-            plain = plain.update({"method.name": "lora"})
-        base = load_model(plain, labels)
+        base = load_model(config.update({"model.dtype": "float32"}), labels, quantized=False)
         notes.append(f"merged onto the original full-precision base; the adapter was trained against its {bits}-bit "
                      "rounding, which this merge does not reproduce (the difference below)")
     return base.to(torch.float32)

@@ -74,7 +74,8 @@ def quantization_config(config, model_kind: str):
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
 
 
-def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
+def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0, quantized: bool = True):
+    """The base model of ``config`` with its task head; ``quantized=False``: without the run's 4/8-bit rounding."""
     import transformers
 
     kind = config.task_spec.model_kind
@@ -92,7 +93,7 @@ def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
             id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)},
         )
-    quant = quantization_config(config, kind)
+    quant = quantization_config(config, kind) if quantized else None
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": local_rank if device_type() == "cuda" else "cpu"}
