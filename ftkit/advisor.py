@@ -43,9 +43,15 @@ SCENARIOS = (
     _row("data_parallel", "memory-efficient data parallelism over all GPUs' memory", "N N N Y Y Y"),
 )
 SCENARIO = {s.key: s for s in SCENARIOS}
-#: ftkit task -> the scenario row it answers
-TASK_SCENARIO = {"domain": "domain", "classification": "nlp", "ner": "nlp", "translation": "nlp", "qa": "qa",
-                 "chat": "chat", "creative": "creative"}
+
+
+def scenario_of(task: str) -> Scenario:
+    """The scenario row a task answers: the one its spec names (``TaskSpec.scenario``), else domain adaptation."""
+    from .tasks import tasks
+
+    text = tasks.get(task).scenario if task in tasks else ""
+    return next((s for s in SCENARIOS if s.text == text), SCENARIO["domain"])
+
 #: expected quality, best first: a tier and a note (from the methods' published comparisons)
 QUALITY = {
     "full": (0, "the quality ceiling"),
@@ -238,7 +244,7 @@ def advise(task: str, model: str, gpus: int = 1, gpu_memory_gb: float = 24, devi
         option = Option(label, method, config.distributed.zero_stage, changes, est, adjustments)
         (ranked if est.fits else rejected).append(option)
     ranked.sort(key=lambda o: (QUALITY.get(o.method, (5, ""))[0], o.estimate.seconds_per_step))
-    scenario = SCENARIO[TASK_SCENARIO.get(task, "domain")]
+    scenario = scenario_of(task)
     checks = check_table(ranked + rejected, gpus)
     return Advice(task, model, gpus, gpu_memory_gb, scenario, ranked, rejected, checks)
 

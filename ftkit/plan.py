@@ -56,7 +56,7 @@ def plan(config) -> dict[str, Any]:
     import transformers
 
     from .engine.loading import AUTO_CLASSES
-    from .engine.train import count_parameters
+    from .engine.build import count_parameters
     from .methods import BuildContext
 
     transformers.logging.set_verbosity_error()

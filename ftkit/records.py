@@ -19,6 +19,10 @@ from .runstate import RunState, for_config
 from .store import log_tail
 
 
+#: the label names a run's head was built with (its training data's), for predict and export
+LABELS_FILE = "labels.json"
+
+
 def write_json(path, data: Any, indent: Optional[int] = 2) -> None:
     """Write ``path`` whole or not at all (a temporary file renamed over it)."""
     path = Path(path)

@@ -137,7 +137,7 @@ def tiny(kind: str, **changes):
 def counts(name: str, kind: str, options=None, **model_changes) -> tuple[int, int]:
     """(peft's trainable count after the method's apply, the estimator's count from the config alone)."""
     pytest.importorskip("peft")
-    from ftkit.engine.train import count_parameters
+    from ftkit.engine.build import count_parameters
 
     spec = methods.get(name)
     if spec.needs_cuda:

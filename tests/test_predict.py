@@ -217,6 +217,25 @@ def test_bad_input_names_what_to_pass(trained):
 # ---- runs, cache, controller, CLI -------------------------------------------------------------------
 
 
+def test_a_run_keeps_its_labels_and_predicts_without_its_data(trained, tmp_path):
+    import shutil
+
+    source = trained("classification")
+    assert json.loads((source / "labels.json").read_text()) == {"labels": ["negative", "positive"]}
+    text = "This blender is excellent and well made. Highly recommended."
+    expected = Predictor(source).predict(text)
+    moved = tmp_path / source.name
+    shutil.copytree(source, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["data"]["source"] = str(tmp_path / "gone.jsonl")  # the training data is no longer there
+    (moved / "config.json").write_text(json.dumps(config))
+    assert Predictor(moved).predict(text) == expected
+    older = tmp_path / "older" / source.name  # a run folder from before labels.json: its data says them
+    shutil.copytree(source, older)
+    (older / "labels.json").unlink()
+    assert Predictor(older).predict(text) == expected
+
+
 def test_a_run_without_a_saved_model_says_so(runs_dir):
     record = RunStore(runs_dir).create(RunConfig.preset("demo"))
     predictor = Predictor(record.path)  # reading the config is enough to build it

@@ -170,3 +170,28 @@ def test_a_killed_rank_fails_the_run_and_every_printer_reads_it_back(ds_env, cap
     out = capsys.readouterr().out
     assert f"run {run.id}: failed (" in out and "rank 1" in out
     assert main(["runs"]) == 0 and "failed" in capsys.readouterr().out
+
+
+def test_a_second_stage_3_preset_is_chosen_by_name(tmp_path):
+    from _new_file import new_file
+
+    source = '''
+        from ftkit.zero._base import ZeroPreset
+        from ftkit.zero.zero3 import SPECS as ZERO3
+
+        base = ZERO3[0].deepspeed
+        SPECS = [ZeroPreset(name="zero3_lean", stage=3, summary="ZeRO-3 with small live-parameter budgets.",
+                            deepspeed={**base, "zero_optimization": {**base["zero_optimization"],
+                                                                     "stage3_max_live_parameters": 1e6}})]
+    '''
+    with new_file("ftkit.zero", "zero3_lean", source, tmp_path / "zero"):
+        assert [p.name for p in presets if p.stage == 3] == ["zero3", "zero3_lean"]
+        lean = render(cfg(**{"distributed.zero_stage": 3, "distributed.zero_preset": "zero3_lean"}), cuda=False)
+        assert lean["zero_optimization"]["stage3_max_live_parameters"] == 1e6
+        plain = render(cfg(**{"distributed.zero_stage": 3}), cuda=False)  # the stage's own, not the newest
+        assert plain["zero_optimization"]["stage3_max_live_parameters"] == 1e9
+        with pytest.raises(ConfigError, match="distributed.zero_preset.*zero3_lean is a ZeRO-3 preset but "
+                                              "distributed.zero_stage is 2"):
+            render(cfg(**{"distributed.zero_stage": 2, "distributed.zero_preset": "zero3_lean"}), cuda=False)
+    with pytest.raises(ConfigError, match="distributed.zero_preset.*unknown ZeRO preset 'zero3_lean'"):
+        cfg(**{"distributed.zero_preset": "zero3_lean"})

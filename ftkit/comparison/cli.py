@@ -11,7 +11,7 @@ import time
 
 
 def add_compare_command(sub) -> None:
-    from ..cli import _add_config_args
+    from ..cli_common import _add_config_args
 
     p = sub.add_parser("compare", help="compare methods over seeds under one budget, with a verdict and its "
                        "uncertainty")
@@ -36,7 +36,7 @@ def add_compare_command(sub) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..cli import load_config
+    from ..cli_common import load_config
     from ..controller import Controller
     from .plan import Budget
     from .study import Study

@@ -48,10 +48,15 @@ class Built:
 
 
 def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total), counting 4-bit packed weights and ZeRO-3 partitioned ones at their real element count."""
+    """(trainable, total): peft's own count for an adapter model (4-bit and ZeRO-3 weights at their real size).
+
+    A model without an adapter (full fine-tuning, a base model before its method) is counted the same way here.
+    """
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return model.get_nb_trainable_parameters()
     trainable = total = 0
     for param in model.parameters():
-        n = getattr(param, "ds_numel", None) or param.numel()
+        n = param.numel() or getattr(param, "ds_numel", 0)
         if param.__class__.__name__ == "Params4bit":
             n = int(math.prod(param.quant_state.shape)) if getattr(param, "quant_state", None) else n * 2
         total += n

@@ -1,11 +1,12 @@
 """Loading the tokenizer and the base model for a config: dtype, quantization, task head."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from .. import models
 from ..errors import ConfigError
-from ..methods._base import HEAD_NAMES
+from ..shapes.parts import HEAD_NAMES
 
 AUTO_CLASSES = {
     "causal_lm": "AutoModelForCausalLM",
@@ -73,7 +74,8 @@ def quantization_config(config, model_kind: str):
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
 
 
-def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
+def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0, quantized: bool = True):
+    """The base model of ``config`` with its task head; ``quantized=False``: without the run's 4/8-bit rounding."""
     import transformers
 
     kind = config.task_spec.model_kind
@@ -91,7 +93,7 @@ def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
             id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)},
         )
-    quant = quantization_config(config, kind)
+    quant = quantization_config(config, kind) if quantized else None
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": local_rank if device_type() == "cuda" else "cpu"}
@@ -112,21 +114,29 @@ def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0):
     return model
 
 
+def trained_labels(run_path, config):
+    """The label names the run's head was trained with: kept in its folder; older runs re-read their data."""
+    from ..records import LABELS_FILE, read_json
+
+    saved = read_json(Path(run_path) / LABELS_FILE)
+    if isinstance(saved, dict) and "labels" in saved:
+        return saved["labels"]
+    from ..data.rows import load_rows
+
+    return config.task_spec.label_names(load_rows(config)[0], config.task_options)
+
+
 def load_trained(run_path, checkpoint: Optional[str] = None):
     """(model, tokenizer, config) of a finished run: base model plus its saved adapter.
 
     Full fine-tuning runs saved the whole model, which loads on its own.
     """
-    from pathlib import Path
-
     from ..config import RunConfig
-    from ..data import load_rows
 
     run_path = Path(run_path)
     config = RunConfig.from_json(run_path / "config.json")
     weights = Path(checkpoint) if checkpoint else run_path / "final"
-    train_rows, _ = load_rows(config)
-    labels = config.task_spec.label_names(train_rows, config.task_options)
+    labels = trained_labels(run_path, config)
     tokenizer = load_tokenizer(config)
     if config.method_spec.kind == "full":
         model = load_model(config.set("model.name_or_path", str(weights)), labels)

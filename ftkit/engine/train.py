@@ -11,21 +11,15 @@ from ..control import Control
 from ..diagnose import first_memory_setting
 from ..errors import ConfigError
 from ..events import JsonlWriter, fanout, make_event
-from ..records import write_json
+from ..records import LABELS_FILE, write_json
 from ..runstate import RunState, for_config
 from ..store import RunRecord, disk_full, disk_full_reason, permission_denied, permission_reason
+from .build import count_parameters  # noqa: F401  (also imported from here)
 from .callbacks import EventCallback, StepHook, memory
 
 
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
-
-
-def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total): ``build.count_parameters``, kept here for its callers."""
-    from .build import count_parameters as count
-
-    return count(model)
 
 
 def explain(exc: BaseException, config) -> str:
@@ -180,6 +174,8 @@ def _train(config, run_dir: Path, say, control: Optional[Control], state: RunSta
     for line in built.data_messages():  # rows cut or dropped by max_seq_length are never silent
         say(make_event("log", level="warning" if line.startswith("warning") else "info", message=line))
     state.info["data"] = built.data_summary()
+    if _rank() == 0:  # predict and export read the head's labels here instead of the data
+        write_json(run_dir / LABELS_FILE, {"labels": built.labels})
     trainable, total = count_parameters(model)
     state.info.update(trainable_params=trainable, total_params=total)  # before `started`, for an early failure
     log(f"method: {method.title}, {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f} %)")

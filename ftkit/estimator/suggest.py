@@ -23,7 +23,7 @@ def suggestions(config, est: Estimate, shapes: S.Shapes, **kwargs) -> list[dict]
     if not opts["bits"]:
         if method.quantized_base:
             steps.append(("quantization.bits 4 (QLoRA-style nf4 base)", {"bits": 4}, None))
-        elif method.name == "full":
+        elif method.kind == "full":
             steps.append(("method qlora (LoRA on a 4-bit base) instead of full fine-tuning", {"bits": 4},
                           {"method.name": "qlora"}))
     world = est.gpus

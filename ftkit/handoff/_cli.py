@@ -44,7 +44,7 @@ def _listing() -> str:
 
 
 def cmd_handoff(args) -> int:
-    from ..cli import parse_set
+    from ..cli_common import parse_set
     from . import HandoffError, build, load_preset, resolve_config, targets
 
     if args.list:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Literal, Optional, Union
 
 from ..schema import Options, field
+from ..shapes.parts import HEAD_NAMES  # noqa: F401  (classic head names, trained alongside adapters)
 
 #: The model heads ftkit trains. Each maps to one peft ``TaskType``.
 MODEL_KINDS = ("causal_lm", "seq2seq", "seq_cls", "token_cls", "qa")
@@ -27,8 +28,6 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "adapter": {"training.learning_rate": 2e-4},
     "prompt": {"training.learning_rate": 1e-2},
 }
-#: Classic head names, trained alongside adapters (peft adds its own for cls tasks).
-HEAD_NAMES = ("classifier", "score", "qa_outputs", "lm_head")
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._base import HEAD_NAMES
+from ..shapes.parts import divisor_up_to, is_head  # noqa: F401  (one home for both)
 
 
 def linear_gcd(model: Any) -> int:
@@ -13,14 +13,9 @@ def linear_gcd(model: Any) -> int:
 
     found = 0
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not set(name.split(".")) & set(HEAD_NAMES):
+        if isinstance(module, torch.nn.Linear) and not is_head(name):
             found = math.gcd(found, math.gcd(module.in_features, module.out_features))
     return found or 1
-
-
-def divisor_up_to(n: int, cap: int) -> int:
-    """The largest divisor of ``n`` that is at most ``cap``."""
-    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
 
 def num_layers(model: Any) -> int:
@@ -39,5 +34,5 @@ def linear_pattern(model: Any) -> str:
     import torch
 
     names = [name for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and not set(name.split(".")) & set(HEAD_NAMES)]
+             if isinstance(module, torch.nn.Linear) and not is_head(name)]
     return "^(" + "|".join(re.escape(n) for n in names) + ")$"

@@ -65,3 +65,6 @@ class TaskSpec:
     #: measure(tokenizer, row, options, max_length) -> (tokens the row needs whole, dropped by max_length);
     #: None: the row's values joined and tokenized
     measure: Optional[Callable[[Any, dict, Any, int], tuple[int, bool]]] = None
+    #: prompt(tokenizer, text, options) -> the prompt's token ids for prediction, formatted as training did
+    #: (raising ValueError for input it cannot take); None: the text tokenized as it is. Generation tasks only.
+    prompt: Optional[Callable[[Any, Any, Any], list[int]]] = None

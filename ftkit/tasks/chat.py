@@ -7,7 +7,7 @@ perplexity on the assistant's tokens, and sample answers at each evaluation.
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Any, Optional
 
 from ._base import TaskContext, TaskData, TaskSpec
 from ._causal import GenerationOptions, LMCollator, perplexity, sampler
@@ -205,6 +205,22 @@ def prepare(ctx: TaskContext) -> TaskData:
     )
 
 
+def prompt(tokenizer, text: Any, options) -> list[int]:
+    """A message or a whole conversation, rendered with the chat template and the run's system prompt."""
+    if isinstance(text, str):
+        if not text.strip():
+            raise ValueError("empty; pass the prompt")
+        messages = [{"role": "user", "content": text}]
+    else:
+        ok = isinstance(text, list) and bool(text) and all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in text)
+        if not ok:
+            raise ValueError(f"a conversation is a list of {{role, content}} with role one of {', '.join(ROLES)}")
+        messages = [{"role": m["role"], "content": m["content"]} for m in text]
+    rendered = render(tokenizer, with_system(messages, options.system_prompt), generation_prompt=True)
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+
 SPECS = [
     TaskSpec(
         name="chat",
@@ -221,6 +237,7 @@ SPECS = [
         prepare=prepare,
         check=check,
         measure=measure,
+        prompt=prompt,
         scenario="human-like chatbot responses",
     )
 ]

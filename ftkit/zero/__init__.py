@@ -1,7 +1,7 @@
 """DeepSpeed ZeRO presets, one module per preset, and rendering a run's DeepSpeed config.
 
 A preset holds the settings of one ZeRO stage; :func:`render` takes the one
-for ``distributed.zero_stage`` and adds what the run asks for (optimizer and
+``distributed.zero_preset`` names (else the stage's own) and adds what the run asks for (optimizer and
 parameter offload, NVMe path). Values left as ``"auto"`` are resolved by the
 Transformers DeepSpeed integration from the run's TrainingArguments, so batch
 size, accumulation, clipping and precision are set in one place only.
@@ -22,8 +22,20 @@ presets: Registry[ZeroPreset] = Registry(__name__, "ZeRO preset")
 __all__ = ["ZeroPreset", "presets", "preset_for", "render"]
 
 
-def preset_for(stage: int) -> ZeroPreset:
-    """The preset for a ZeRO stage."""
+def preset_for(stage: int, name: Optional[str] = None) -> ZeroPreset:
+    """The preset ``name`` (``distributed.zero_preset``), which must be of ``stage``; else the stage's own."""
+    if name is not None:
+        if name not in presets:
+            raise ConfigError([("distributed.zero_preset", f"unknown ZeRO preset {name!r}{presets.suggest(name)}; "
+                                                           f"known: {', '.join(presets.names())}")])
+        preset = presets.get(name)
+        if preset.stage != stage:
+            raise ConfigError([("distributed.zero_preset", f"{name} is a ZeRO-{preset.stage} preset but "
+                                f"distributed.zero_stage is {stage}: set zero_stage to {preset.stage}, or pick one "
+                                f"of stage {stage}: {', '.join(p.name for p in presets if p.stage == stage)}")])
+        return preset
+    if f"zero{stage}" in presets:
+        return presets.get(f"zero{stage}")
     for preset in presets:
         if preset.stage == stage:
             return preset
@@ -49,7 +61,7 @@ def render(config, cuda: Optional[bool] = None) -> dict[str, Any]:
         import torch
 
         cuda = torch.cuda.is_available()
-    preset = preset_for(d.zero_stage)
+    preset = preset_for(d.zero_stage, d.zero_preset)
     ds = copy.deepcopy(preset.deepspeed)
     zero = ds.setdefault("zero_optimization", {})
     zero["stage"] = d.zero_stage

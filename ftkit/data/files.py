@@ -1,29 +1,16 @@
-"""Reading a run's rows: the task's built-in data, JSONL/JSON/CSV/TSV/Parquet/CoNLL files or a saved ``datasets`` folder.
-
-Rows come back with the task's own column names, after ``data.columns``
-mapping, so every task reads the same shape whatever the source. Each row of
-a file remembers where it came from (``row.where``: "reviews.csv line 9"), so
-a message about it names the file's own line, not a position after the
-train/eval shuffle. Every row is checked before anything trains: empty
-values, and what the task itself refuses (``TaskSpec.check``).
-"""
+"""Reading rows from a source: the task's built-in data, JSONL/JSON/CSV/TSV/Parquet/CoNLL files or a
+saved ``datasets`` folder. Each row of a file remembers its file and line (``row.where``)."""
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
-import random
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-SPLIT_SEED = 1234  # the same eval split for every run on the same data, whatever its seed
 CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio")
-#: a run warns when more than this share of its training rows is cut by max_seq_length
-TRUNCATION_WARN_SHARE = 0.05
-KEEP_WHOLE = 0.95  # the suggested max_seq_length keeps this share of rows whole
 
 
 class Row(dict):
@@ -50,7 +37,7 @@ def where(row: Any, index: int) -> str:
 
 def shape_text(task_name: Optional[str]) -> str:
     """One sentence on the files a task reads and the columns it wants."""
-    from .tasks import tasks
+    from ..tasks import tasks
 
     if not task_name or task_name not in tasks:
         return "each task names its columns in `ftkit tasks`"
@@ -63,7 +50,7 @@ def shape_text(task_name: Optional[str]) -> str:
 
 
 def _example(task_name: Optional[str]) -> str:
-    from .tasks import tasks
+    from ..tasks import tasks
 
     if not task_name or task_name not in tasks:
         return ""
@@ -306,197 +293,3 @@ def read_source(source: str, field_path: str = "data.source", task: Optional[str
     if not rows:
         raise _no_rows(path, field_path, task, "it holds no rows")
     return rows
-
-
-def map_columns(rows: list[dict], config, source: str) -> list[dict]:
-    """Rename user columns to the task's and check every required one is present."""
-    spec = config.task_spec
-    mapping = {task_col: config.data.columns.get(task_col, task_col) for task_col in spec.columns}
-    unknown = sorted(set(config.data.columns) - set(spec.columns))
-    if unknown:
-        raise ConfigError([(f"data.columns.{unknown[0]}", f"task {spec.name} has no column {unknown[0]!r}; its columns are {', '.join(spec.columns)}")])
-    if is_conll(source, spec.name):
-        return rows  # the reader took the chosen columns already
-    present = set(rows[0]) if rows else set()
-    for task_col, user_col in mapping.items():
-        if user_col not in present:
-            raise ConfigError([(
-                f"data.columns.{task_col}",
-                f"column {user_col!r} not found in {source} (it has: {', '.join(sorted(present)) or 'no rows'}); "
-                f"map yours with data.columns.{task_col}=<your column>",
-            )])
-    out = []
-    for i, row in enumerate(rows):
-        missing = [user_col for user_col in mapping.values() if user_col not in row]
-        if missing:
-            raise ConfigError([(f"data.columns.{next(t for t, u in mapping.items() if u == missing[0])}",
-                                f"{where(row, i)}: has no {missing[0]!r}; give every row the same columns")])
-        out.append(Row({task_col: row[user_col] for task_col, user_col in mapping.items()}, where(row, i),
-                       getattr(row, "lines", None)))
-    return out
-
-
-# ---- checking the values -------------------------------------------------------------
-
-
-def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (
-        isinstance(value, (list, tuple, dict)) and not value)
-
-
-def check_rows(config, rows: list[dict], field_path: str = "data.source") -> list[str]:
-    """Refuse rows the task cannot learn from (naming the line); return warnings about the others."""
-    spec = config.task_spec
-    for i, row in enumerate(rows):
-        for column in spec.columns:
-            if _empty(row.get(column)):
-                shown = "null" if row.get(column) is None else repr(row.get(column))
-                raise ConfigError([(f"data.columns.{column}", (
-                    f"{where(row, i)}: {column} is empty ({shown}); fill it in or remove the row"
-                    + ("" if field_path == "data.source" else f" (in {field_path})")
-                ))])
-    if spec.check is None:
-        return []
-    return list(spec.check(rows, config.task_options) or [])
-
-
-def load_rows(config, notes: Optional[list] = None) -> tuple[list[dict], list[dict]]:
-    """(train rows, eval rows) for a config, column-mapped, checked and capped.
-
-    Warnings about the data (a label seen once...) are appended to ``notes`` when given.
-    """
-    d, task = config.data, config.task.name
-    if d.source == "builtin":
-        rows = config.task_spec.builtin()
-    else:
-        rows = map_columns(read_source(d.source, task=task, columns=d.columns), config, d.source)
-    if not rows:
-        raise ConfigError([("data.source", "has no rows")])
-    found = check_rows(config, rows) if d.source != "builtin" else []
-    if d.eval_source:
-        evals = map_columns(read_source(d.eval_source, "data.eval_source", task=task, columns=d.columns),
-                            config, d.eval_source)
-        found += check_rows(config, evals, "data.eval_source")
-        train = rows
-    else:
-        order = list(range(len(rows)))
-        random.Random(SPLIT_SEED).shuffle(order)
-        n_eval = max(1, int(round(len(rows) * d.eval_fraction)))
-        evals = [rows[i] for i in order[:n_eval]]
-        train = [rows[i] for i in order[n_eval:]]
-    if d.max_train_samples:
-        train = train[: d.max_train_samples]
-    if d.max_eval_samples:
-        evals = evals[: d.max_eval_samples]
-    if not train:
-        raise ConfigError([("data.eval_fraction", "leaves no training rows; lower it or add data")])
-    if notes is not None:
-        notes.extend(found)
-    return train, evals
-
-
-def check(config) -> list[str]:
-    """Read and check a config's data (raising ConfigError for what cannot train); the warnings."""
-    notes: list[str] = []
-    load_rows(config, notes)
-    return notes
-
-
-# ---- lengths: what max_seq_length cuts or drops ---------------------------------------
-
-
-def measure(config, tokenizer, row: dict) -> tuple[int, bool]:
-    """(tokens the row needs whole, whether max_seq_length leaves nothing of it to learn from)."""
-    spec = config.task_spec
-    if spec.measure is not None:
-        try:
-            return spec.measure(tokenizer, row, config.task_options, config.training.max_seq_length)
-        except (ConfigError, ValueError, TypeError, KeyError):  # no chat template...: training says why
-            pass
-    return _token_length(tokenizer, row), False
-
-
-def suggested_length(lengths: list[int], share: float = KEEP_WHOLE) -> int:
-    """The smallest multiple of 8 that keeps ``share`` of these rows whole."""
-    if not lengths:
-        return 8
-    ordered = sorted(lengths)
-    need = ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-    return max(8, int(math.ceil(need / 8) * 8))
-
-
-def length_report(config, tokenizer, rows: list[dict], what: str = "training") -> dict:
-    """How many rows ``max_seq_length`` cuts or drops, and the length that keeps 95 % whole.
-
-    Returns counts for the run's summary and a ``message`` for its log; ``warn`` is
-    True when rows are dropped or more than 5 % are cut.
-    """
-    limit = config.training.max_seq_length
-    lengths, dropped = [], 0
-    for row in rows:
-        length, gone = measure(config, tokenizer, row)
-        lengths.append(length)
-        dropped += bool(gone)
-    cut = sum(length > limit for length in lengths) - dropped
-    n = len(lengths)
-    suggested = suggested_length(lengths)
-    warn = bool(dropped) or (n and cut / n > TRUNCATION_WARN_SHARE)
-    parts = [f"{what} rows: {n}"]
-    if cut:
-        parts.append(f"{cut} longer than max_seq_length {limit} tokens are cut to it")
-    if dropped:
-        parts.append(f"{dropped} dropped (nothing left to learn from once cut to {limit} tokens)")
-    if not cut and not dropped:
-        parts.append(f"all fit in max_seq_length {limit} tokens")
-    message = ", ".join(parts)
-    if (cut or dropped) and suggested > limit:
-        message += f"; max_seq_length {suggested} would keep {int(KEEP_WHOLE * 100)} % of them whole"
-    elif cut or dropped:
-        message += f" ({int(KEEP_WHOLE * 100)} % fit whole)"
-    return {
-        "rows": n, "max_seq_length": limit, "truncated": cut, "dropped": dropped,
-        "longest": max(lengths) if lengths else 0, "suggested_max_seq_length": suggested,
-        "warn": bool(warn), "message": ("warning: " if warn else "") + message,
-    }
-
-
-def preview(config, rows: int = 5, tokenizer=None) -> dict:
-    """First rows and token-length statistics, without loading a model."""
-    notes: list[str] = []
-    train, evals = load_rows(config, notes)
-    out: dict = {
-        "columns": list(config.task_spec.columns),
-        "num_train": len(train),
-        "num_eval": len(evals),
-        "rows": [dict(r) for r in train[:rows]],
-        "notes": notes,
-    }
-    if tokenizer is None:
-        from .engine.loading import load_tokenizer
-
-        tokenizer = load_tokenizer(config)
-    report = length_report(config, tokenizer, train)
-    lengths = sorted(measure(config, tokenizer, row)[0] for row in train)
-    n = len(lengths)
-    out["token_lengths"] = {
-        "min": lengths[0], "median": lengths[n // 2], "p95": lengths[min(n - 1, int(n * 0.95))],
-        "max": lengths[-1], "mean": round(sum(lengths) / n, 1),
-        "truncated": sum(length > config.training.max_seq_length for length in lengths),
-        "dropped": report["dropped"], "suggested": report["suggested_max_seq_length"],
-    }
-    out["length_report"] = report
-    out["lengths"] = lengths
-    return out
-
-
-def _token_length(tokenizer, row: dict) -> int:
-    text = " ".join(_flatten(v) for v in row.values())
-    return len(tokenizer(text, add_special_tokens=True)["input_ids"])
-
-
-def _flatten(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return " ".join(_flatten(v) for v in value)
-    if isinstance(value, dict):
-        return " ".join(_flatten(v) for v in value.values())
-    return str(value)
