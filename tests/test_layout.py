@@ -87,13 +87,7 @@ def test_no_import_cycle_between_ftkit_modules():
     assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)
 
 
-#: modules whose split along their jobs is under way (the form's YAML/CLI rendering moves onto RunConfig):
-#: expected to fail until then; strict, so the exemption fails the suite once it is no longer needed
-SPLIT_PENDING = {"ftkit.widgets.form", "ftkit.widgets.compare", "ftkit.widgets._plot"}
-
-
-@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="split pending"))
-                                    if m in SPLIT_PENDING else m for m in sorted(MODULES)])
+@pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_module_is_over_450_lines(module):
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines; split it along its jobs (at most {MAX_LINES})"
