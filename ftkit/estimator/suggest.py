@@ -20,13 +20,18 @@ def suggestions(config, est: Estimate, shapes: S.Shapes, **kwargs) -> list[dict]
     if opts["batch"] > 1:
         steps.append((f"training.batch_size 1 with gradient_accumulation_steps {opts['batch'] * opts['accum']}",
                       {"batch": 1, "accum": opts["batch"] * opts["accum"]}, None))
+    world = est.gpus
+    # Sharding keeps the method the user chose, so on several devices swapping to QLoRA is the last resort.
+    swap_to_qlora = None
     if not opts["bits"]:
         if method.quantized_base:
             steps.append(("quantization.bits 4 (QLoRA-style nf4 base)", {"bits": 4}, None))
         elif method.kind == "full":
-            steps.append(("method qlora (LoRA on a 4-bit base) instead of full fine-tuning", {"bits": 4},
-                          {"method.name": "qlora"}))
-    world = est.gpus
+            swap_to_qlora = (f"method qlora (LoRA on a 4-bit base) instead of {method.title.lower()}",
+                             {"bits": 4}, {"method.name": "qlora"})
+            if world == 1:
+                steps.append(swap_to_qlora)
+                swap_to_qlora = None
     stage = opts["zero_stage"]
     if world > 1:
         for next_stage in (1, 2, 3):
@@ -46,6 +51,9 @@ def suggestions(config, est: Estimate, shapes: S.Shapes, **kwargs) -> list[dict]
     else:
         steps.append(("distributed.zero_stage 2 with offload_optimizer cpu (DeepSpeed on one GPU)",
                       {"zero_stage": 2, "offload_optimizer": "cpu"}, None))
+    if swap_to_qlora:  # a 4-bit base cannot be ZeRO-3 sharded: back to stage 2, parameters on the GPU
+        change, values, swap = swap_to_qlora
+        steps.append((change, {**values, "zero_stage": 2, "offload_params": "none"}, swap))
     out = []
     applied: dict = dict(over)
     current = config
