@@ -65,8 +65,9 @@ class Lab:
         return name
 
 
-def app_cell(wait: float = 6) -> str:
-    """The App cell; ``wait``: seconds a FigureWidget has to report back before ``auto`` turns static."""
+def app_cell(wait: float = 60) -> str:
+    """The App cell; ``wait``: seconds a FigureWidget has to report back before ``auto`` turns static
+    (long by default: on a busy 2-core machine plotly's bundle can take longer than the usual 6 s)."""
     return APP_CELL.format(wait=wait)
 
 
@@ -122,7 +123,12 @@ def drive_app(page, frontend: str, *, static: bool) -> dict:
         page.wait_for_function("() => window.__ftkit.images.length >= 1", timeout=90_000)
         first = page.evaluate("() => window.__ftkit.images[0]")
     else:
-        page.wait_for_function("() => window.__ftkit.points.some(p => p.n > 0)", timeout=120_000)
+        try:
+            page.wait_for_function("() => window.__ftkit.points.some(p => p.n > 0)", timeout=120_000)
+        except PlaywrightTimeout:
+            turned = dashboard.locator("img.ftkit-static-plot").count()
+            raise AssertionError("the loss plot got no points" + (
+                ": it turned static (its FigureWidget view did not report back)" if turned else "")) from None
         first = page.evaluate("() => window.__ftkit.points.find(p => p.n > 0).t")
     status = dashboard.locator(".ftkit-status-text")
     expect(status).to_have_text("running", timeout=60_000)

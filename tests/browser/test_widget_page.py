@@ -85,7 +85,7 @@ def open_page(page, site: str, kernels, widgets: str) -> list[str]:
 def test_html_manager_page_form_start_plot_grows_stop(browser, site, kernels, anywidget):
     with recorded_page(browser) as page:
         open_page(page, site, kernels, "with-anywidget" if anywidget else "without-anywidget")
-        page.evaluate("(code) => { window.ftkitPage.run(code); }", app_cell(wait=6 if anywidget else 3))
+        page.evaluate("(code) => { window.ftkitPage.run(code); }", app_cell() if anywidget else app_cell(wait=3))
         drive_app(page, f"html-manager-{'with' if anywidget else 'without'}-anywidget", static=not anywidget)
         errors = page.locator(".error-output").all_inner_texts()
         assert not errors, errors
