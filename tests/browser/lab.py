@@ -104,6 +104,12 @@ def open_and_run(page, lab: Lab, notebook: str) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
+def to_top(locator) -> None:
+    """Scroll ``locator`` to the top of the view for a screenshot; a page too busy to answer keeps its place."""
+    with contextlib.suppress(PlaywrightTimeout):
+        locator.evaluate("e => e.scrollIntoView({block: 'start'})", timeout=10_000)
+
+
 def drive_app(page, frontend: str, *, static: bool) -> dict:
     """The App's check in any frontend: the form renders, Start trains, the loss plot gains points
     (``static``: as redraws of the fallback image, which must appear by itself), Stop stops the run.
@@ -146,7 +152,7 @@ def drive_app(page, frontend: str, *, static: bool) -> dict:
         f"() => window.__ftkit.images.filter(t => t <= {at}).length" if static else
         f"() => {{ const seen = window.__ftkit.points.filter(p => p.t <= {at}); return seen.length ? seen.at(-1).n : 0; }}")
     plot = dashboard.locator("img.ftkit-static-plot" if static else ".js-plotly-plot").first
-    plot.evaluate("e => e.scrollIntoView({block: 'start'})")
+    to_top(plot)
     shot(page, f"{frontend}-running")
     stop = dashboard.locator(".ftkit-stop")
     expect(stop).to_be_enabled()
@@ -158,7 +164,7 @@ def drive_app(page, frontend: str, *, static: bool) -> dict:
     if static:  # the trailing redraw with the last points, for the screenshot (it may have come already)
         with contextlib.suppress(PlaywrightTimeout):
             page.wait_for_function(f"() => window.__ftkit.images.length > {drawn}", timeout=10_000)
-    plot.evaluate("e => e.scrollIntoView({block: 'start'})")
+    to_top(plot)
     shot(page, f"{frontend}-stopped")
     first_s = (first - started) / 1000
     record_timing(frontend, first_s, count, "redraws" if static else "points")
