@@ -1,6 +1,8 @@
-"""JupyterLab served on 127.0.0.1 with a token, driven by Debian's Chromium through Playwright.
+"""Jupyter servers (JupyterLab, Notebook 7, Voila, a bare jupyter_server) on 127.0.0.1 with a token,
+driven by Debian's Chromium through Playwright.
 
-Screenshots land in ``test-artifacts/`` (ignored by git) for a person to look at.
+Screenshots land in ``test-artifacts/`` (ignored by git) for a person to look at; each frontend's
+timing line is printed again at the end of the run (and kept in ``test-artifacts/frontend-timings.txt``).
 Without Chromium the browser tests are skipped on a developer's machine and
 fail in CI (``CI`` set), where ``.ci/run`` installs it.
 """
@@ -18,7 +20,7 @@ import time
 import urllib.request
 
 import pytest
-from lab import ARTIFACTS, Lab
+from lab import ARTIFACTS, RECORDER, TIMINGS, Lab
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -39,16 +41,43 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _free_port() -> int:
+def pytest_terminal_summary(terminalreporter):
+    if not TIMINGS:
+        return
+    terminalreporter.section("frontend timings")
+    for line in TIMINGS:
+        terminalreporter.write_line(line)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "frontend-timings.txt").write_text("\n".join(TIMINGS) + "\n")
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def _command(app: str, root, settings, base, port: int, token: str, args: tuple) -> list[str]:
+    if app == "voila":  # Voila serves the notebooks of root_dir under /voila/render/, code hidden
+        return [sys.executable, "-m", "voila", str(root), "--no-browser", "--Voila.ip=127.0.0.1",
+                f"--Voila.port={port}", f"--token={token}", "--show_tracebacks=True", *args]
+    cmd = [
+        sys.executable, "-m", app, "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+    ]
+    klass = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}.get(app)
+    if klass:
+        cmd += [f"--{klass}.user_settings_dir={settings}", f"--{klass}.workspaces_dir={base / 'workspaces'}",
+                f"--{klass}.expose_app_in_browser=True"]
+    return cmd + list(args)
+
+
 @contextlib.contextmanager
-def serve_lab(base, disabled_extensions: tuple = (), app: str = "jupyterlab"):
-    """A JupyterLab server in ``base``; ``disabled_extensions``: lab extensions the page must not load;
-    ``app``: ``"jupyterlab"`` or ``"notebook"`` (Jupyter Notebook 7, the same server with its own pages)."""
+def serve_lab(base, disabled_extensions: tuple = (), app: str = "jupyterlab", args: tuple = ()):
+    """A Jupyter server in ``base``; ``app``: ``"jupyterlab"``, ``"notebook"`` (Notebook 7, the same
+    server with its own pages), ``"voila"`` or ``"jupyter_server"`` (no pages: kernels and REST only);
+    ``disabled_extensions``: lab extensions the page must not load; ``args``: more command-line options."""
     root, settings, runtime, config = (base / d for d in ("root", "settings", "runtime", "config"))
     for d in (root, settings, runtime, config):
         d.mkdir()
@@ -59,27 +88,22 @@ def serve_lab(base, disabled_extensions: tuple = (), app: str = "jupyterlab"):
         (config / "labconfig").mkdir()
         (config / "labconfig" / "page_config.json").write_text(
             json.dumps({"disabledExtensions": {name: True for name in disabled_extensions}}))
-    port, token, runs = _free_port(), secrets.token_hex(16), base / "runs"
+    port, token, runs = free_port(), secrets.token_hex(16), base / "runs"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(runtime),
            "FTKIT_RUNS_DIR": str(runs), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    klass = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
-    cmd = [
-        sys.executable, "-m", app, "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}", f"--{klass}.user_settings_dir={settings}",
-        f"--{klass}.workspaces_dir={base / 'workspaces'}", f"--{klass}.expose_app_in_browser=True",
-    ]
-    log = open(base / "lab.log", "w")
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ready = f"http://127.0.0.1:{port}/" + ("voila/tree" if app == "voila" else "api/status") + f"?token={token}"
+    log = open(base / "server.log", "w")
+    proc = subprocess.Popen(_command(app, root, settings, base, port, token, args), cwd=root, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 60
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                urllib.request.urlopen(ready, timeout=2)
                 break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("JupyterLab did not start:\n" + (base / "lab.log").read_text()[-3000:])
+                    raise RuntimeError(f"{app} did not start:\n" + (base / "server.log").read_text()[-3000:])
                 time.sleep(0.5)
         yield Lab(root, port, token, runs)
     finally:
@@ -108,6 +132,19 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@contextlib.contextmanager
+def recorded_page(browser):
+    """A fresh page (its own context) carrying ``lab.RECORDER``, closed on exit."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.add_init_script(RECORDER)
+    try:
+        yield page
+    finally:
+        context.close()
 
 
 @pytest.fixture

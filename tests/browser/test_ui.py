@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import time
 
 import pytest
-from lab import open_and_run, shot
+from lab import WATCH_S, open_and_run, record_timing, shot
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -251,9 +252,15 @@ def test_start_trains_and_the_loss_plot_grows(ui, lab):
 
 def test_stop_ends_the_run_with_a_checkpoint(ui, lab):
     page = ui
+    page.evaluate("() => document.addEventListener('click', (e) => {"
+                  " if (e.target.closest && e.target.closest('.ftkit-start')) window.__ftkitStarted = Date.now(); }, true)")
     plot, run_id = start_run(page, 2000)
     page.wait_for_function(
         f"() => window.__ftkitPlots.samples.some(s => s.plot === {plot} && s.step >= 3)", timeout=180_000)
+    started = page.evaluate("() => window.__ftkitStarted")
+    time.sleep(max(0.0, started / 1000 + WATCH_S - time.time()))  # the figure is "points after 30 s"
+    drawn = [s for s in samples(page, plot) if s["points"] > 0]
+    record_timing("jupyterlab", (drawn[0]["t"] - started) / 1000, drawn[-1]["points"])
     status = page.locator(".ftkit-dashboard .ftkit-status-text")
     expect(status).to_have_text("running")
     page.locator(".ftkit-dashboard .ftkit-stop").click()
