@@ -42,11 +42,16 @@ def plots_mode(mode: Optional[str] = None) -> str:
     return value
 
 
+#: Seconds a FigureWidget view has to report back. Loading plotly's bundle on a busy laptop or a first
+#: Voila page takes several seconds; falling back too early loses a working interactive plot for good.
+DEFAULT_WAIT_S = 15.0
+
+
 def wait_s() -> float:
     try:
-        return float(os.environ.get("FTKIT_PLOTS_WAIT", "6"))
+        return float(os.environ.get("FTKIT_PLOTS_WAIT", DEFAULT_WAIT_S))
     except ValueError:
-        return 6.0
+        return DEFAULT_WAIT_S
 
 
 _waiting: list = []  # (plot, wait) made during the running cell

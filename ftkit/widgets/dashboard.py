@@ -270,10 +270,13 @@ class Dashboard(widgets.VBox):
             self._render_status()
         if "log" in self._dirty:
             lines = list(self._log)[-self._log_lines:]
+            # column-reverse keeps the box scrolled to its newest line; line-height is set because frontends'
+            # page styles (Voila, the html manager) otherwise space <pre> lines twice as far apart
             self.log_view.value = (
-                "<pre style='font-size:0.8em;max-height:14em;overflow:auto;margin:0'>"
+                "<div style='display:flex;flex-direction:column-reverse;max-height:14em;overflow:auto'>"
+                "<pre style='font-size:0.8em;line-height:1.35;margin:0'>"
                 + "\n".join(f"<span style='color:#c62828'>{esc(t)}</span>" if lv == "error" else esc(t)
-                            for lv, t in lines) + "</pre>"
+                            for lv, t in lines) + "</pre></div>"
             )
         if "samples" in self._dirty and self._samples:
             rows = self._samples.get("samples") or []
