@@ -90,18 +90,20 @@ class Controller:
                 self._adopt(run)
 
     def _adopt(self, run: Run) -> None:
-        """A run found unfinished on disk: tail its live worker, or close it with its last known state."""
+        """A run found unfinished on disk: tail its live worker (for a run just created by a controller
+        elsewhere, from the moment its owner record appears), or close it with its last known state."""
         verdict = judge(run.path)
         info = verdict.info
-        if verdict.alive and info is None:
-            return  # just created by a controller elsewhere: its owner record follows
         if verdict.alive:
-            run.mode = info.get("mode", "process")
-            run._pid = info["pid"]
             run._events, offset = read_events(run.path / "events.jsonl")
-            status = RunState.fold(run._events).status
-            run._status = "queued" if run.mode == "queued" else (
-                status if status in ACTIVE and status != "queued" else "running")
+            if info is None:  # its owner record follows; the tail picks it up
+                info = {}
+            else:
+                run.mode = info.get("mode", "process")
+                run._pid = info["pid"]
+                status = RunState.fold(run._events).status
+                run._status = "queued" if run.mode == "queued" else (
+                    status if status in ACTIVE and status != "queued" else "running")
             proc = None
             if info.get("launcher") == "slurm" and not alive(info):  # Slurm runs the job; its follower is gone
                 proc = supervise.spawn(run, self.cuda, attach=True)

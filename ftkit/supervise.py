@@ -88,10 +88,12 @@ def tail(controller: "Controller", run: "Run", proc: Optional[subprocess.Popen],
         if proc is not None:
             exit_code = proc.poll()
             gone = exit_code is not None
-        else:  # a worker started elsewhere; its owner may hand over from queued to running
+        else:  # a worker started elsewhere: its owner record may appear late, or hand over from queued
             info = owner_info(run.path) or info
-            gone = not judge(run.path, info).alive
-            if info.get("mode") != "queued" and run._status == "queued":
+            gone = not judge(run.path, info or None).alive
+            if info and run._pid is None:
+                run.mode, run._pid = info.get("mode"), info.get("pid")
+            if info and info.get("mode") != "queued" and run._status == "queued":
                 run.mode, run._pid = info.get("mode"), info.get("pid")
                 run._set_status("starting")
         events, offset = read_events(path, offset)

@@ -221,6 +221,29 @@ def test_a_fresh_controller_finds_every_run_and_reattaches_a_live_worker():
     assert live.wait(30) == "finished"
 
 
+
+def test_a_run_found_before_its_owner_record_is_followed_once_the_record_appears():
+    """A controller elsewhere has just made the folder (no worker.json yet): this one follows it to its end."""
+    from _fakes import training_events
+    from ftkit.liveness import owner_record
+
+    first = Controller()
+    record = first.store.create(tiny(**{"training.max_steps": 5}))
+    events = training_events(5, eval_every=0)
+    (record.path / "events.jsonl").write_text(json.dumps(events[0]) + "\n")
+    seen = []
+    run = Controller().get(record.id)  # while the folder is young and has no owner record
+    run.subscribe(seen.append)
+    assert not run.done
+    (record.path / "worker.json").write_text(json.dumps(owner_record("thread", os.getpid())))
+    with open(record.path / "events.jsonl", "a") as f:
+        for event in events[1:]:
+            f.write(json.dumps(event) + "\n")
+    assert run.wait(30) == "finished"
+    assert [s for s, _ in run.steps()] == [1, 2, 3, 4, 5]
+    wait_for(lambda: seen and seen[-1]["type"] == "ended", timeout=10, what="the ended event delivered")
+    assert [e["step"] for e in seen if e["type"] == "step"] == [1, 2, 3, 4, 5]
+
 # ---- several ranks ---------------------------------------------------------------------------
 
 @pytest.fixture

@@ -154,6 +154,7 @@ def test_auto_falls_back_by_itself_in_a_kernel_whose_frontend_never_renders_it()
 def test_static_redraws_reuse_one_matplotlib_figure_while_the_plot_keeps_its_shape():
     fig = figure()
     stream = add_stream(fig, "loss", row=1, col=1)
+    add_stream(fig, "learning rate", row=1, col=2)  # no points yet
     plot = Plot(fig, "static", interval=0)
     stream.add(0, 1.0)
     stream.add(1, 0.5)
@@ -166,6 +167,9 @@ def test_static_redraws_reuse_one_matplotlib_figure_while_the_plot_keeps_its_sha
     assert plot.canvas.builds == builds and plot.canvas._figure is figure_before
     (line,) = plot.canvas._lines[0][1]
     assert list(line.get_xdata()) == list(range(40)) and plot.image.value != first  # the new points are drawn
+    (drawn, _, _), (empty, _, _) = plot.canvas._axes.values()
+    assert drawn.get_xlim()[1] >= 39 and drawn.get_ylim()[1] >= 1.0  # fitted to its points
+    assert empty.get_xlim() == (0, 1) and empty.get_ylim() == (0, 1)  # no points: 0-1, not matplotlib's -0.05-0.05
 
 
 def test_a_view_that_renders_after_the_updates_gets_the_whole_figure_when_it_reports_back():

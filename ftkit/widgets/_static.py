@@ -39,6 +39,16 @@ def _shape(fig: Any, width: int) -> tuple:
     return (int(layout.width or width), int(layout.height or 450), traces, notes, layout.showlegend)
 
 
+def _fit(ax: Any) -> None:
+    """Axes fitted to their points; axes with none show 0-1, as the FigureWidget path's do."""
+    if ax.lines or ax.patches:
+        ax.relim()
+        ax.autoscale_view()
+    else:
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+
+
 class Canvas:
     """One matplotlib figure that redraws a plotly figure of unchanged shape by updating its artists."""
 
@@ -69,8 +79,7 @@ class Canvas:
                 artist.set_data(x, y)
         for ax, xkey, ykey in self._axes.values():
             self._label(ax, fig.layout[xkey], fig.layout[ykey])
-            ax.relim()
-            ax.autoscale_view()
+            _fit(ax)
 
     @staticmethod
     def _label(ax: Any, xaxis: Any, yaxis: Any) -> None:
@@ -152,6 +161,8 @@ class Canvas:
                 artist = artists[0]
             if artist is not None and trace.showlegend is not False and name and name not in legend:
                 legend[name] = artist
+        for ax, _, _ in self._axes.values():
+            _fit(ax)
         for note in layout.annotations or ():
             if note.xref == "paper" and note.yref == "paper" and note.text:
                 fx, fy = paper(note.x or 0, note.y or 0)

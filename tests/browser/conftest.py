@@ -23,6 +23,7 @@ import pytest
 from lab import ARTIFACTS, RECORDER, TIMINGS, Lab
 
 CHROMIUM = "/usr/bin/chromium"
+SERVED: list[Lab] = []  # the servers running now
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -105,7 +106,12 @@ def serve_lab(base, disabled_extensions: tuple = (), app: str = "jupyterlab", ar
                 if time.time() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"{app} did not start:\n" + (base / "server.log").read_text()[-3000:])
                 time.sleep(0.5)
-        yield Lab(root, port, token, runs)
+        served = Lab(root, port, token, runs, base / "server.log")
+        SERVED.append(served)
+        try:
+            yield served
+        finally:
+            SERVED.remove(served)
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -121,6 +127,16 @@ def serve_lab(base, disabled_extensions: tuple = (), app: str = "jupyterlab", ar
 def lab(tmp_path_factory):
     with serve_lab(tmp_path_factory.mktemp("lab")) as served:
         yield served
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernels_shut_down_after_each_module():
+    """The kernels a test module started on a server that outlives it are shut down after it: kernels
+    left holding dashboards and models slow the next module's kernel starts on a 2-core machine."""
+    yield
+    for served in list(SERVED):
+        with contextlib.suppress(Exception):
+            served.shutdown_kernels()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -53,9 +55,25 @@ RECORDER = """
 
 
 class Lab:
-    def __init__(self, root: Path, port: int, token: str, runs: Path):
-        self.root, self.port, self.token, self.runs = root, port, token, runs
+    def __init__(self, root: Path, port: int, token: str, runs: Path, log: Path | None = None):
+        self.root, self.port, self.token, self.runs, self.log = root, port, token, runs, log
         self.url = f"http://127.0.0.1:{port}"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's log, for a failure message."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log and self.log.exists() else ""
+
+    def shutdown_kernels(self) -> int:
+        """Shut down every kernel of this server (a test's kernels must not load the next test's machine)."""
+        url = f"{self.url}/api/kernels?token={self.token}"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            kernels = json.load(reply)
+        for kernel in kernels:
+            request = urllib.request.Request(f"{self.url}/api/kernels/{kernel['id']}?token={self.token}",
+                                             method="DELETE")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(request, timeout=30).close()
+        return len(kernels)
 
     def write_notebook(self, name: str, cells: list[str]) -> str:
         nb = nbformat.v4.new_notebook()

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from conftest import free_port, recorded_page, serve_lab
 from lab import app_cell, drive_app
 
@@ -76,16 +77,20 @@ def open_page(page, site: str, kernels, widgets: str) -> list[str]:
     page.on("pageerror", lambda err: console.append(f"pageerror: {err}"))
     page.goto(f"{site}/page/index.html?server={kernels.url}&token={kernels.token}&widgets={site}/{widgets}")
     status = page.locator("#status")
-    status.filter(has_text="kernel ready").or_(status.filter(has_text="failed")).wait_for(timeout=60_000)
-    assert status.inner_text() == "kernel ready", (status.inner_text(), console)
+    with contextlib.suppress(PlaywrightTimeout):  # a kernel's start on a busy machine; the assert says what
+        status.filter(has_text="kernel ready").or_(status.filter(has_text="failed")).wait_for(timeout=120_000)
+    assert status.inner_text() == "kernel ready", (status.inner_text(), console, kernels.log_tail())
     return console
 
 
 @pytest.mark.parametrize("anywidget", [True, False], ids=["with-anywidget", "without-anywidget"])
 def test_html_manager_page_form_start_plot_grows_stop(browser, site, kernels, anywidget):
-    with recorded_page(browser) as page:
-        open_page(page, site, kernels, "with-anywidget" if anywidget else "without-anywidget")
-        page.evaluate("(code) => { window.ftkitPage.run(code); }", app_cell() if anywidget else app_cell(wait=3))
-        drive_app(page, f"html-manager-{'with' if anywidget else 'without'}-anywidget", static=not anywidget)
-        errors = page.locator(".error-output").all_inner_texts()
-        assert not errors, errors
+    try:
+        with recorded_page(browser) as page:
+            open_page(page, site, kernels, "with-anywidget" if anywidget else "without-anywidget")
+            page.evaluate("(code) => { window.ftkitPage.run(code); }", app_cell() if anywidget else app_cell(wait=3))
+            drive_app(page, f"html-manager-{'with' if anywidget else 'without'}-anywidget", static=not anywidget)
+            errors = page.locator(".error-output").all_inner_texts()
+            assert not errors, errors
+    finally:
+        kernels.shutdown_kernels()  # the next page starts its own on a machine this one no longer loads
