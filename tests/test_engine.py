@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from ftkit.config import RunConfig
 from ftkit.control import Control
@@ -88,6 +89,27 @@ def test_qlora_quantizes_for_real_and_trains():
     assert summary["status"] == "finished", summary["reason"]
     assert summary["bits"] == 4
     assert summary["loss_last"] < summary["loss_first"]
+
+
+def test_a_4bit_layer_still_passes_gradients_back_after_an_evaluation():
+    """On CPUs with AVX512-BF16 bitsandbytes would switch a 4-bit layer that ran once under no_grad in eval
+    mode to a kernel with no backward, for good: training after the first evaluation would send nothing back
+    through the base (bitsandbytes itself warns only "may lead to silently incorrect behavior"). On other
+    CPUs bitsandbytes never switches, and this holds either way."""
+    import bitsandbytes as bnb
+
+    from ftkit.engine.loading import load_model
+
+    model = load_model(quick(**{"method.name": "qlora"}), ["negative", "positive"])
+    layer = next(m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
+    layer.eval()
+    with torch.no_grad():
+        layer(torch.randn(2, layer.in_features))
+    assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
+    layer.train()
+    x = torch.randn(2, layer.in_features, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 def test_8bit_base_trains_lora():

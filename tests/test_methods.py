@@ -10,6 +10,7 @@ import math
 import pytest
 
 from ftkit.config import RunConfig
+from ftkit.engine.loading import differentiable_4bit
 from ftkit.methods import BuildContext, methods
 from ftkit.methods._base import MODEL_KINDS
 from ftkit.methods._unsupported import UNSUPPORTED
@@ -293,7 +294,8 @@ def load_4bit(path: str):
 
     quant = tf.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32,
                                   llm_int8_skip_modules=["lm_head"])
-    return tf.LlamaForCausalLM.from_pretrained(path, quantization_config=quant, device_map={"": "cpu"})
+    model = tf.LlamaForCausalLM.from_pretrained(path, quantization_config=quant, device_map={"": "cpu"})
+    return differentiable_4bit(model)  # as ftkit's own loading does (engine.loading)
 
 
 QUANT_CASES = [n for n in ADAPTERS if "causal_lm" in methods.get(n).model_kinds]

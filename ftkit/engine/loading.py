@@ -111,6 +111,23 @@ def load_model(config, labels: Optional[list[str]] = None, local_rank: int = 0, 
         raise
     if getattr(model.config, "pad_token_id", None) is None and kind == "seq_cls":
         model.config.pad_token_id = model.config.eos_token_id
+    if quant is not None and device_type() == "cpu":
+        differentiable_4bit(model)
+    return model
+
+
+def differentiable_4bit(model):
+    """Keep bitsandbytes' differentiable 4-bit path on CPUs with AVX512-BF16 (Sapphire Rapids and later).
+
+    There, bitsandbytes 0.50 repacks a ``Linear4bit`` weight for its fused CPU kernel the first time the
+    layer runs in eval mode without gradients (an evaluation, a loss measured under ``no_grad``), and runs
+    every later forward through that kernel, in training too. The kernel has no backward, so nothing flows
+    back through the frozen base any more (adapters below it stop learning, silently), and it refuses layers
+    whose output size is not a multiple of 32. A model ftkit loads trains, evaluates and trains again.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
     return model
 
 
