@@ -1,7 +1,42 @@
-"""Every test runs offline with its own runs folder; built-in models are cached once per session."""
+"""Every test runs offline with its own runs folder; built-in models are cached once per session.
+
+The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject.toml): a test file's
+tests stay together on one worker (they share module fixtures and services), and so do all browser tests
+(one JupyterLab, one Chromium). Measured figures that tests report through ``figure`` are printed together
+at the end of the run, since a worker's own output is not shown.
+"""
 import os
+from pathlib import Path
 
 import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(item.path).relative_to(config.rootpath)
+        item.add_marker(pytest.mark.xdist_group("browser" if "browser" in path.parts else str(path)))
+
+
+@pytest.fixture
+def figure(request):
+    """``figure(line)``: a figure this test measured, printed at the end of the run and kept in
+    ``test-artifacts/figures.txt``."""
+    return lambda line: request.node.user_properties.append(("figure", line))
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = [value for reports in terminalreporter.stats.values() for report in reports
+             if getattr(report, "when", None) == "call"
+             for key, value in getattr(report, "user_properties", ()) if key == "figure"]
+    if not lines:
+        return
+    terminalreporter.section("measured figures")
+    for line in lines:
+        terminalreporter.write_line(line)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "figures.txt").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")

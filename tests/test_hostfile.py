@@ -34,7 +34,7 @@ def hostfile_run(tmp_path, host):
         {"training.max_steps": 4})
 
 
-def test_a_two_rank_run_over_pdsh_and_ssh_trains_into_the_run_folder(env, tmp_path, capsys):
+def test_a_two_rank_run_over_pdsh_and_ssh_trains_into_the_run_folder(env, tmp_path):
     from ftkit.controller import Controller
 
     run = Controller().start(hostfile_run(tmp_path, "localhost"))
@@ -46,12 +46,11 @@ def test_a_two_rank_run_over_pdsh_and_ssh_trains_into_the_run_folder(env, tmp_pa
     assert "DS_ACCELERATOR=cpu" in (run.path / ".deepspeed_env").read_text()
 
 
-def test_a_host_that_cannot_be_reached_is_named(env, tmp_path, capsys):
+def test_a_host_that_cannot_be_reached_is_named(env, tmp_path, figure):
     from ftkit.controller import Controller
 
     run = Controller().start(hostfile_run(tmp_path, "ftkit-no-such-host"))
     assert run.wait(120) == "failed"
     reason = run.summary["reason"]
     assert reason.startswith("host ftkit-no-such-host from distributed.hostfile"), reason
-    with capsys.disabled():
-        print(f"\n[unreachable host] {reason}")
+    figure(f"[unreachable host] {reason}")

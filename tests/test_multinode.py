@@ -44,7 +44,7 @@ CASES = {"full-zero2": dict(stage=2), "lora-zero3": dict(stage=3, method="lora")
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_two_nodes_meet_and_train_the_one_node_loss_curve(case, ds_env, capsys):
+def test_two_nodes_meet_and_train_the_one_node_loss_curve(case, ds_env, figure):
     from ftkit.controller import Controller
 
     config = two_ranks(**CASES[case], launcher="torchrun").update({"training.max_steps": 4})
@@ -70,9 +70,8 @@ def test_two_nodes_meet_and_train_the_one_node_loss_curve(case, ds_env, capsys):
     assert len(step["rank_rss_mb"]) == 2 and all(r and r > 50 for r in step["rank_rss_mb"])
     assert set(run.state().node_rss_mb) == {0, 1}
     assert_shown_like_any_run(run)
-    with capsys.disabled():
-        print(f"\n[{case}] two nodes vs one: max loss difference {diff:.2e} over {len(a)} steps; "
-              f"start to first event on both nodes {met_s:.1f} s")
+    figure(f"[{case}] two nodes vs one: max loss difference {diff:.2e} over {len(a)} steps; "
+           f"start to first event on both nodes {met_s:.1f} s")
 
 
 def assert_shown_like_any_run(run):
@@ -92,7 +91,7 @@ def assert_shown_like_any_run(run):
     assert (compared["status"], compared["steps"]) == ("finished", 4) and compared["final_train_loss"], compared
 
 
-def test_a_node_that_never_arrives_fails_the_run_with_the_command_to_start_it(ds_env, capsys):
+def test_a_node_that_never_arrives_fails_the_run_with_the_command_to_start_it(ds_env, figure):
     from ftkit.controller import Controller
 
     config = two_nodes(two_ranks(stage=2, launcher="torchrun"), rendezvous_timeout=5)
@@ -102,5 +101,4 @@ def test_a_node_that_never_arrives_fails_the_run_with_the_command_to_start_it(ds
     port = config.distributed.master_port
     assert reason == (f"waited 5 s for 1 of 2 nodes at 127.0.0.1:{port}: start it with "
                       f"ftkit join {run.path} --node-rank 1"), reason
-    with capsys.disabled():
-        print(f"\n[missing node] {reason}")
+    figure(f"[missing node] {reason}")

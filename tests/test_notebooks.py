@@ -79,7 +79,7 @@ def _errors(nb) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.timeout(BUDGET.get(p.name, 600) + MARGIN))
                                   for p in notebooks()], ids=lambda p: p.stem)
-def test_notebook_runs_headless(path, tmp_path, monkeypatch, capsys):
+def test_notebook_runs_headless(path, tmp_path, monkeypatch, figure):
     import nbformat
     from nbclient import NotebookClient
 
@@ -101,8 +101,7 @@ def test_notebook_runs_headless(path, tmp_path, monkeypatch, capsys):
         _record(path.name, seconds, cpu)
         (ARTIFACTS / "notebooks").mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, ARTIFACTS / "notebooks" / path.name)
-        with capsys.disabled():
-            print(f"\n[{path.name}] executed in {seconds:.1f} s ({cpu:.1f} s of CPU)")
+        figure(f"[{path.name}] executed in {seconds:.1f} s ({cpu:.1f} s of CPU)")
     assert not _errors(nb), _errors(nb)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
                       if o.get("output_type") == "stream" and o.get("name") == "stdout")

@@ -80,7 +80,7 @@ def steps_on_disk(path) -> list:
 
 
 def test_a_fresh_controller_reattaches_when_the_follower_is_gone_stop_checkpoints_and_resume_resubmits(
-        env, request, tmp_path, isolated_env, capsys):
+        env, request, tmp_path, isolated_env, figure):
     from ftkit.controller import Controller
     from ftkit.jupyter.runs import RunRows
 
@@ -127,21 +127,19 @@ def test_a_fresh_controller_reattaches_when_the_follower_is_gone_stop_checkpoint
     assert [e["step"] for e in steps] == [stopped_at + 1, stopped_at + 2]
     assert next(e for e in resumed.events if e["type"] == "started")["world_size"] == 2
     assert "#SBATCH --nodes=1" in (resumed.path / "slurm.sbatch").read_text()
-    with capsys.disabled():
-        print(f"\n[slurm] stopped at step {stopped_at} (job {first_job}); resumed as job {job_id(resumed)}: "
-              f"submit to first step {steps[0]['time'] - t0:.1f} s")
+    figure(f"[slurm] stopped at step {stopped_at} (job {first_job}); resumed as job {job_id(resumed)}: "
+           f"submit to first step {steps[0]['time'] - t0:.1f} s")
 
 
-def test_a_job_past_its_time_limit_ends_failed_with_slurms_reason(env, time_limited, capsys):
+def test_a_job_past_its_time_limit_ends_failed_with_slurms_reason(env, time_limited, figure):
     assert time_limited.wait(240) == "failed"
     reason = time_limited.summary["reason"]
     assert reason.startswith("Slurm ended job ") and reason.endswith(
         " as TIMEOUT: it ran past its time limit (00:01:00, distributed.slurm.time) (Slurm's reason: TimeLimit)"), reason
-    with capsys.disabled():
-        print(f"\n[slurm time limit] {reason}")
+    figure(f"[slurm time limit] {reason}")
 
 
-def test_a_job_whose_node_goes_down_ends_failed_with_the_nodes_reason(env, capsys):
+def test_a_job_whose_node_goes_down_ends_failed_with_the_nodes_reason(env, figure):
     from ftkit.controller import Controller
 
     run = Controller().start(slurm_run(**{"training.max_steps": 100000}))
@@ -157,8 +155,7 @@ def test_a_job_whose_node_goes_down_ends_failed_with_the_nodes_reason(env, capsy
     reason = run.summary["reason"]
     assert reason.startswith("Slurm ended job ") and " as NODE_FAIL: one of its nodes failed" in reason, reason
     assert "ftkit-test-power-cut" in reason, reason
-    with capsys.disabled():
-        print(f"\n[slurm node down] {reason}")
+    figure(f"[slurm node down] {reason}")
 
 
 def test_without_sbatch_the_launcher_is_refused_with_the_reason(monkeypatch):

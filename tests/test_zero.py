@@ -124,7 +124,7 @@ CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_two_gloo_ranks_learn_and_report_each_ranks_memory(case, ds_env, capsys):
+def test_two_gloo_ranks_learn_and_report_each_ranks_memory(case, ds_env, figure):
     from ftkit.controller import Controller
 
     run = Controller().start(two_ranks(**CASES[case]))
@@ -141,9 +141,8 @@ def test_two_gloo_ranks_learn_and_report_each_ranks_memory(case, ds_env, capsys)
     peaks = summary["rank_peak_rss_mb"]
     assert len(peaks) == 2 and all(p >= r for p, r in zip(peaks, ranks))
     assert (run.path / "final" / "config.json").exists() or (run.path / "final" / "adapter_config.json").exists()
-    with capsys.disabled():
-        print(f"\n[{case}] loss {losses[0]:.3f} -> {losses[-1]:.3f} (mean of 4: {first:.3f} -> {last:.3f}); "
-              f"peak RSS per rank {peaks} MB; train {summary['train_s']} s, wall {summary['wall_s']} s")
+    figure(f"[{case}] loss {losses[0]:.3f} -> {losses[-1]:.3f} (mean of 4: {first:.3f} -> {last:.3f}); "
+           f"peak RSS per rank {peaks} MB; train {summary['train_s']} s, wall {summary['wall_s']} s")
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 driven by Debian's Chromium through Playwright.
 
 Screenshots land in ``test-artifacts/`` (ignored by git) for a person to look at; each frontend's
-timing line is printed again at the end of the run (and kept in ``test-artifacts/frontend-timings.txt``).
+timing line is printed with the run's other figures at its end (and kept in ``test-artifacts/figures.txt``).
 Without Chromium the browser tests are skipped on a developer's machine and
 fail in CI (``CI`` set), where ``.ci/run`` installs it.
 """
@@ -20,7 +20,7 @@ import time
 import urllib.request
 
 import pytest
-from lab import ARTIFACTS, RECORDER, TIMINGS, Lab
+from lab import ARTIFACTS, CURRENT, RECORDER, Lab
 
 CHROMIUM = "/usr/bin/chromium"
 SERVED: list[Lab] = []  # the servers running now
@@ -42,14 +42,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not TIMINGS:
-        return
-    terminalreporter.section("frontend timings")
-    for line in TIMINGS:
-        terminalreporter.write_line(line)
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "frontend-timings.txt").write_text("\n".join(TIMINGS) + "\n")
+@pytest.fixture(autouse=True)
+def _current_test(request):
+    """``lab.record_timing`` reports its line as a figure of the test running now."""
+    CURRENT.append(request.node)
+    yield
+    CURRENT.remove(request.node)
 
 
 def free_port() -> int:

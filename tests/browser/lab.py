@@ -12,7 +12,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-TIMINGS: list[str] = []  # one line per frontend, printed again in pytest's summary (see conftest)
+CURRENT: list = []  # the test item running now (set by conftest), whose report carries its figures
 WATCH_S = 30  # how long after Start the plot's points are counted
 
 # The App with the demo preset, long enough to still be training when its plot is counted and stopped.
@@ -99,7 +99,8 @@ def shot(page, name: str) -> Path:
 def record_timing(frontend: str, first_s: float, count: int, what: str = "points") -> str:
     """One line in the format every frontend test prints, so the figures can be pasted side by side."""
     line = f"frontend {frontend}: first {what[:-1]} {first_s:.1f} s after Start; {count} {what} after {WATCH_S} s"
-    TIMINGS.append(line)
+    if CURRENT:  # printed with the run's other figures (tests/conftest.py)
+        CURRENT[-1].user_properties.append(("figure", line))
     print("\n" + line)
     return line
 
