@@ -1,9 +1,6 @@
 """Every test runs offline with its own runs folder; built-in models are cached once per session.
 
-The suite runs on two pytest-xdist workers (``-n 2 --dist loadgroup`` in pyproject.toml): a test file's
-tests stay together on one worker (they share module fixtures and services), and so do all browser tests
-(one JupyterLab, one Chromium). Measured figures that tests report through ``figure`` are printed together
-at the end of the run, since a worker's own output is not shown.
+Measured figures that tests report through ``figure`` are printed together at the end of the run.
 """
 import os
 from pathlib import Path
@@ -11,12 +8,6 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = Path(item.path).relative_to(config.rootpath)
-        item.add_marker(pytest.mark.xdist_group("browser" if "browser" in path.parts else str(path)))
 
 
 @pytest.fixture
