@@ -47,12 +47,13 @@ def abandon(run, why: str, code: int) -> int:
     """End ``run`` now as ``stopped``: its worker killed, or (in this process) its record closed."""
     from .supervise import close_run
 
+    print(f"\nabandoning run {run.id} ({why})", file=sys.stderr, flush=True)
+    run.hold()  # trained by this process, which exits next: no save is cut short (a process run is killed)
     found = run.checkpoints()
     step = run.state().step
     keep = f"; its last complete checkpoint {found[-1]} is kept (resume_from={run.id} continues from it)" \
         if found else "; it saved no checkpoint"
     reason = f"abandoned on {why} at step {step}{keep}"
-    print(f"\nabandoning run {run.id} ({why})", file=sys.stderr, flush=True)
     if run.mode == "process":
         run.kill(reason)
         run.wait(30)

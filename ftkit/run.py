@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -132,6 +133,22 @@ class Run:
         """Continue a paused run."""
         if not self.done:
             self._control.request("pause", False)
+
+    def hold(self, timeout: float = 20.0) -> bool:
+        """Hold this in-kernel run between steps; True once it holds. For abandoning it when this process
+        exits next: between steps no file is half-written (a save cut short at exit leaves a partial
+        checkpoint). A stop asked for but not yet taken becomes the hold; one already taken is saving its
+        last checkpoint, and is let finish within ``timeout``."""
+        if self.done or self.mode == "process":
+            return False
+        self._control.request("pause")
+        self._control.request("stop", False)  # the engine reads stop before pause: it sees one or the other
+        deadline = time.monotonic() + timeout
+        while not self.done and time.monotonic() < deadline:
+            if self.state().status == "paused":
+                return True
+            self._done.wait(0.05)
+        return False
 
     def save_checkpoint(self) -> None:
         """Save a checkpoint after the current step, and carry on."""
