@@ -28,7 +28,9 @@ LOW_SPACE = 1 << 20
 
 
 def runs_root(runs_dir: Optional[str] = None) -> Path:
-    return Path(runs_dir or os.environ.get("FTKIT_RUNS_DIR") or "runs").expanduser()
+    """The runs folder, made absolute here: workers start inside their run folder, and a notebook may
+    change its working folder later."""
+    return Path(runs_dir or os.environ.get("FTKIT_RUNS_DIR") or "runs").expanduser().absolute()
 
 
 @dataclass

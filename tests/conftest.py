@@ -2,6 +2,7 @@
 
 Measured figures that tests report through ``figure`` are printed together at the end of the run.
 """
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ def figure(request):
 
 
 def pytest_terminal_summary(terminalreporter):
+    _seconds_per_file(terminalreporter)
     lines = [value for reports in terminalreporter.stats.values() for report in reports
              if getattr(report, "when", None) == "call"
              for key, value in getattr(report, "user_properties", ()) if key == "figure"]
@@ -28,6 +30,28 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(line)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "figures.txt").write_text("\n".join(lines) + "\n")
+
+
+def _seconds_per_file(terminalreporter) -> None:
+    """Where the run's time went, file by file (setup, call and teardown together), printed and kept in
+    ``test-artifacts/durations.json`` with every test's seconds: what to look at when CI grows slow."""
+    per_test: dict = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "nodeid", None) and hasattr(report, "duration") and hasattr(report, "when"):
+                per_test[report.nodeid] = per_test.get(report.nodeid, 0.0) + report.duration
+    if not per_test:
+        return
+    per_file: dict = {}
+    for nodeid, seconds in per_test.items():
+        per_file[nodeid.split("::")[0]] = per_file.get(nodeid.split("::")[0], 0.0) + seconds
+    terminalreporter.section("seconds per test file")
+    for path, seconds in sorted(per_file.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "durations.json").write_text(json.dumps(
+        {"files": dict(sorted(per_file.items(), key=lambda item: -item[1])),
+         "tests": dict(sorted(per_test.items(), key=lambda item: -item[1]))}, indent=1) + "\n")
 
 
 @pytest.fixture(scope="session")

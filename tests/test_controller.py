@@ -145,12 +145,15 @@ def test_stop_then_resume_matches_an_uninterrupted_run():
     print(f"\n[thread resume] stopped at {stopped_at}, max |resumed - uninterrupted| loss = {worst:.2e}")
 
 
-def test_subprocess_run_relays_events_and_records_the_worker():
+def test_subprocess_run_relays_events_and_records_the_worker(tmp_path, monkeypatch):
+    monkeypatch.delenv("FTKIT_RUNS_DIR")
+    monkeypatch.chdir(tmp_path)  # the default runs folder, ./runs: the worker starts in the run folder
     controller = Controller()
     lag = []
     run = controller.start(tiny(**{"distributed.launcher": "python"}))
     run.subscribe(lambda e: lag.append(time.time() - e["time"]))
     assert run.wait(240) == "finished", run.log_tail(20)
+    assert run.path.parent == tmp_path / "runs"
     info = json.loads((run.path / "worker.json").read_text())
     assert info["pid"] > 0 and info["argv"][1:] == ["-m", "ftkit.worker", str(run.path)]
     assert (run.path / "logs" / "worker.log").exists()
