@@ -145,7 +145,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run():
     print(f"\n[thread resume] stopped at {stopped_at}, max |resumed - uninterrupted| loss = {worst:.2e}")
 
 
-def test_subprocess_run_relays_events_and_records_the_worker(tmp_path, monkeypatch):
+def test_subprocess_run_relays_events_and_records_the_worker(tmp_path, monkeypatch, figure):
     monkeypatch.delenv("FTKIT_RUNS_DIR")
     monkeypatch.chdir(tmp_path)  # the default runs folder, ./runs: the worker starts in the run folder
     controller = Controller()
@@ -158,7 +158,9 @@ def test_subprocess_run_relays_events_and_records_the_worker(tmp_path, monkeypat
     assert info["pid"] > 0 and info["argv"][1:] == ["-m", "ftkit.worker", str(run.path)]
     assert (run.path / "logs" / "worker.log").exists()
     assert [s for s, _ in run.steps()] == list(range(1, 13))
-    assert lag and sorted(lag)[len(lag) // 2] < 0.5  # median relay latency
+    median = sorted(lag)[len(lag) // 2]
+    assert lag and median < 5  # live: an event reaches the kernel while the run goes on, not at its end
+    figure(f"[process run] median seconds from an event written to its subscriber: {median:.3f}")
 
 
 def test_a_failing_worker_ends_failed_with_the_reason(tmp_path):
