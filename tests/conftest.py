@@ -1,12 +1,6 @@
 """Every test runs offline with its own runs folder; built-in models are cached once per session.
 
-The suite runs on two pytest-xdist workers (``-n 2`` in pyproject.toml). The browser tests are one unit
-of work (one JupyterLab, one Chromium), handed out first; every other test file is a unit of its own
-(module fixtures such as the Slurm cluster stay on one worker), quick files before slow ones. A worker
-lowers its CPU priority to the lowest once it runs anything but browser tests, so the frontends' timings
-are those of a machine running them alone while the other worker uses the CPU they leave idle; once the
-browser tests are done, both workers share the rest as equals. Measured figures that tests report through
-``figure`` are printed together at the end of the run, since a worker's own output is not shown.
+Measured figures that tests report through ``figure`` are printed together at the end of the run.
 """
 import json
 import os
@@ -15,37 +9,6 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-def _is_browser(item) -> bool:
-    return "browser" in Path(item.path).relative_to(item.config.rootpath).parts
-
-
-def pytest_collection_modifyitems(config, items):
-    # stable: files keep their order within each part
-    items.sort(key=lambda item: (not _is_browser(item) and item.get_closest_marker("slow") is not None))
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """Units of work: all browser tests together, and each other test file."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class BrowserTogether(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "browser" if nodeid.startswith("tests/browser/") else nodeid.split("::")[0]
-
-    return BrowserTogether(config, log)
-
-
-_YIELDED = []
-
-
-@pytest.fixture(autouse=True)
-def _yield_to_the_browser_tests(request):
-    """An xdist worker takes the lowest CPU priority (for its children too) at its first non-browser test."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and not _YIELDED and not _is_browser(request.node):
-        os.nice(19)
-        _YIELDED.append(True)
 
 
 @pytest.fixture
