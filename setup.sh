@@ -6,9 +6,8 @@ cd "$(dirname "$0")"
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
-# --no-compile: bytecode is written on first import for the modules used, not for all 25,000 files up front
-"${pip[@]}" install --no-compile torch==2.13.0
-"${pip[@]}" install --no-compile -c constraints.txt -e ".[all,dev]"
+"${pip[@]}" install torch==2.13.0
+"${pip[@]}" install -c constraints.txt -e ".[all,dev]"
 # the browser tests' html-manager page: a bundle built from npm packages (lockfile), rebuilt when its sources change
 page=tests/browser/widget_page
 if [ -z "$(find "$page/dist/page.js" -newer "$page/package-lock.json" 2>/dev/null)" ] \
