@@ -121,6 +121,45 @@ def open_and_run(page, lab: Lab, notebook: str) -> None:
         timeout=120_000,
     )
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    try:  # the kernel takes the first cell within seconds; a command the page dropped is sent again
+        page.wait_for_function(STARTED, timeout=30_000)
+    except PlaywrightTimeout:
+        print(f"\n{notebook}: no cell started 30 s after run-all; running all cells again")
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+# The current notebook's first cell has run or is running (its kernel busy), in JupyterLab.
+STARTED = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cell = w && w.content && w.content.widgets[0];
+  const kernel = w && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!cell && (cell.model.executionCount !== null || (!!kernel && kernel.status === 'busy'));
+}"""
+
+# What the current notebook shows, for a failure message: kernel status, each cell's count and outputs.
+NOTEBOOK_STATE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!w || !w.content) return 'no notebook is current';
+  const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
+  const cells = w.content.widgets.map((c, i) => {
+    const outputs = c.model.outputs ? c.model.outputs.toJSON() : [];
+    return `cell ${i} [${c.model.executionCount}]: ` + JSON.stringify(outputs).slice(0, 2000);
+  });
+  return `kernel ${kernel ? kernel.status : 'none'}; ` + cells.join('; ');
+}"""
+
+
+def wait_for_app(page, selector: str = ".ftkit-form", timeout_ms: int = 120_000) -> None:
+    """Wait for the App's widget in a JupyterLab notebook; a timeout says what the notebook shows
+    (a traceback in the cell, a kernel still busy) and leaves a screenshot."""
+    try:
+        page.locator(selector).wait_for(timeout=timeout_ms)
+    except PlaywrightTimeout:
+        shot(page, "app-did-not-render")
+        state = "unreadable"
+        with contextlib.suppress(Exception):
+            state = page.evaluate(NOTEBOOK_STATE)
+        raise AssertionError(f"{selector} not shown after {timeout_ms / 1000:.0f} s; the notebook: {state}") from None
 
 
 def to_top(locator) -> None:

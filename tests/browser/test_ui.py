@@ -14,7 +14,7 @@ import statistics
 import time
 
 import pytest
-from lab import WATCH_S, open_and_run, record_timing, shot
+from lab import WATCH_S, open_and_run, record_timing, shot, wait_for_app
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -77,7 +77,7 @@ def ui(browser, lab):
     page.add_init_script(RECORDER)
     open_and_run(page, lab, lab.write_notebook("ui.ipynb", [NOTEBOOK]))
     page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # the widgets get the page's width
-    page.locator(".ftkit-form").wait_for(timeout=120_000)
+    wait_for_app(page)
     expect.set_options(timeout=30_000)  # each check waits on a round trip through a busy kernel
     try:
         yield page
