@@ -27,28 +27,40 @@ def first_memory_setting(config: Any) -> str:
     return f"lower training.max_seq_length (now {t.max_seq_length}) or set quantization.bits=4"
 
 
+def _dead_ranks(run_dir) -> list[dict]:
+    """Ranks whose process is gone without recording an end (killed, or died in C code)."""
+    return [data for data in read_ranks(run_dir)
+            if data.get("status") == "running" and data.get("pid") and not process_alive(data["pid"])]
+
+
 def rank_failures(run_dir) -> list[str]:
-    out = []
-    for data in read_ranks(run_dir):
-        rank = data.get("rank")
-        if data.get("status") == "failed":
-            out.append(f"rank {rank} failed: {data.get('reason')}")
-        elif data.get("status") == "running" and data.get("pid") and not process_alive(data["pid"]):
-            out.append(f"rank {rank} (pid {data['pid']}) died")
-    return out
+    out = [f"rank {data.get('rank')} failed: {data.get('reason')}" for data in read_ranks(run_dir)
+           if data.get("status") == "failed"]
+    return out + [f"rank {data.get('rank')} (pid {data['pid']}) died" for data in _dead_ranks(run_dir)]
 
 
-def launcher_root_cause(lines: list[str]) -> Optional[str]:
-    """The rank torchrun names as the first failure ("Root Cause"), if its report is in the log."""
+def _ended(code: int) -> str:
+    return (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
+            else f"exited with code {code}")
+
+
+def launcher_root_cause(lines: list[str], run_dir=None) -> Optional[str]:
+    """The rank that failed first, as the launcher's log tells it.
+
+    torchrun names it ("Root Cause": rank, exit code, pid). DeepSpeed's launcher
+    logs only the exit code it saw first; a signal there can only be that of a
+    rank that died without recording its end, so it is named when just one did.
+    """
     text = "\n".join(lines)
     found = re.findall(r"rank\s*:\s*(\d+)\s*\(local_rank:[^)]*\)\s*\n\s*exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?", text)
-    if not found:
-        return None
-    rank, code, pid = found[-1]
-    code = int(code)
-    how = f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else (
-        f"exited with code {code}")
-    return f"rank {rank}{f' (pid {pid})' if pid else ''} {how}"
+    if found:
+        rank, code, pid = found[-1]
+        return f"rank {rank}{f' (pid {pid})' if pid else ''} {_ended(int(code))}"
+    codes = re.findall(r"exits with return code = (-\d+)", text)
+    dead = _dead_ranks(run_dir) if codes and run_dir is not None else []
+    if len(dead) == 1:
+        return f"rank {dead[0].get('rank')} (pid {dead[0]['pid']}) {_ended(int(codes[-1]))}"
+    return None
 
 
 def _several_ranks(config: Any) -> bool:
@@ -84,7 +96,7 @@ def death_reason(run_dir, config: Any, exit_code: Optional[int], attached: bool)
     if waited:
         return waited
     if _several_ranks(config):
-        cause = launcher_root_cause(lines)
+        cause = launcher_root_cause(lines, run_dir)
         ranks = [cause] if cause else rank_failures(run_dir)
         text = "; ".join([text] + ranks)
     tail = "\n".join(lines[-60:]).lower()
@@ -105,7 +117,7 @@ def failed_end_reason(run_dir, config: Any, reason: Optional[str]) -> str:
     if reason.startswith("Slurm ended job"):  # the scheduler ended every rank: its word is the reason
         return reason
     if _several_ranks(config):
-        cause = launcher_root_cause(log_tail(run_dir, 200))
+        cause = launcher_root_cause(log_tail(run_dir, 200), run_dir)
         causes = [cause] if cause else [c for c in rank_failures(run_dir) if not c.startswith("rank 0 ")]
         if causes:
             reason = "; ".join(causes) + f" (rank 0 then: {reason})"

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Optional
 
-from . import launch, records
+from . import launch, records, shm
 from .diagnose import death_reason, failed_end_reason
 from .events import read_events
 from .liveness import QUEUED_REASON, judge, owner_info, owner_record
@@ -46,8 +46,9 @@ def spawn(run: "Run", cuda: bool, attach: bool = False) -> subprocess.Popen:
 
     ``attach``: a Slurm run whose follower is gone gets a new follower of its recorded job, not a new job.
     """
+    port = run.config.distributed.master_port or launch.free_port()
     argv, env = launch.command(run.config, run.path, python=sys.executable, cuda=cuda,
-                               port=launch.free_port(), cpus=os.cpu_count(), base_env=os.environ)
+                               port=port, cpus=os.cpu_count(), base_env=os.environ)
     if attach:
         argv = [*argv, "--attach"]
     logs = run.path / "logs"
@@ -59,7 +60,7 @@ def spawn(run: "Run", cuda: bool, attach: bool = False) -> subprocess.Popen:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=str(run.path), start_new_session=True, close_fds=True)
     write_json(run.path / "worker.json", owner_record(
-        "process", proc.pid, argv=argv, started=time.time(), launcher=run.config.launcher))
+        "process", proc.pid, argv=argv, started=time.time(), launcher=run.config.launcher, master_port=port))
     return proc
 
 
@@ -111,6 +112,7 @@ def tail(controller: "Controller", run: "Run", proc: Optional[subprocess.Popen],
         except subprocess.TimeoutExpired:  # ended event written but the launcher lingers
             signal_group(proc.pid, signal.SIGTERM)
             exit_code = proc.wait()
+        shm.release_ended(info.get("master_port"))  # ranks killed before they could release their own
     if failed_end is not None:
         amend_failed_end(run, failed_end, exit_code)
     if not run.done:

@@ -16,6 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import shm
 from .records import update_rank
 
 
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
             dist.destroy_process_group()
     except Exception:
         pass
+    shm.release(os.environ.get("MASTER_PORT"), rank)
     return 0 if status in ("finished", "stopped") else 1
 
 

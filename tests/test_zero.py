@@ -1,4 +1,5 @@
 """ZeRO presets: every preset renders a config Transformers resolves; 2-rank gloo runs on CPU learn under each."""
+import json
 import os
 from pathlib import Path
 
@@ -116,8 +117,14 @@ def two_ranks(stage, method="full", launcher="torchrun", **distributed) -> RunCo
 CASES = {
     "lora-zero2": dict(stage=2, method="lora"),
     "lora-zero3": dict(stage=3, method="lora"),
-    "dora-zero2": dict(stage=2, method="dora"),
+    "dora-zero2": dict(stage=2, method="dora", launcher="deepspeed"),
 }
+
+
+def shm_segments(run) -> list:
+    """The run's segments of DeepSpeed's CPU all-reduce (deepspeed launcher, every rank on this machine)."""
+    port = json.loads((run.path / "worker.json").read_text())["master_port"]
+    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
 
 
 @pytest.mark.slow
@@ -138,6 +145,7 @@ def test_two_gloo_ranks_learn_and_report_each_ranks_memory(case, ds_env, figure)
     summary = run.summary
     peaks = summary["rank_peak_rss_mb"]
     assert len(peaks) == 2 and all(p >= r for p, r in zip(peaks, ranks))
+    assert shm_segments(run) == [], "DeepSpeed's all-reduce segments outlived the run"
     assert (run.path / "final" / "config.json").exists() or (run.path / "final" / "adapter_config.json").exists()
     figure(f"[{case}] loss {losses[0]:.3f} -> {losses[-1]:.3f} (mean of 4: {first:.3f} -> {last:.3f}); "
            f"peak RSS per rank {peaks} MB; train {summary['train_s']} s, wall {summary['wall_s']} s")
@@ -152,14 +160,16 @@ def test_a_killed_rank_fails_the_run_and_every_printer_reads_it_back(ds_env, cap
     from ftkit.cli import main
     from ftkit.controller import Controller
 
-    run = Controller().start(two_ranks(stage=2, method="lora").update({"training.max_steps": 2000}))
+    run = Controller().start(two_ranks(stage=2, method="lora", launcher="deepspeed").update({"training.max_steps": 2000}))
     rank1 = run.path / "ranks" / "rank-1.json"
     deadline = time.time() + 240
     while not run.done and time.time() < deadline and len(run.steps()) < 2:
         time.sleep(0.1)
     pid = json.loads(rank1.read_text())["pid"]
+    assert len(shm_segments(run)) == 2  # one per rank, mapped at start: DeepSpeed itself never unlinks them
     os.kill(pid, signal.SIGKILL)
     assert run.wait(240) == "failed"
+    assert shm_segments(run) == [], "a killed run's shared memory was left in /dev/shm"
     reason = run.events[-1]["reason"]
     assert "rank 1" in reason and "SIGKILL" in reason, reason
     capsys.readouterr()

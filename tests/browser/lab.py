@@ -23,7 +23,7 @@ from ftkit.config import RunConfig
 from ftkit.widgets import App
 
 config = RunConfig.preset("demo").update({{
-    "training.max_steps": 400, "training.batch_size": 4, "training.max_seq_length": 48,
+    "training.max_steps": 3000, "training.batch_size": 4, "training.max_seq_length": 48,
     "training.logging_steps": 1, "training.eval_steps": 0, "data.max_eval_samples": 16,
 }})
 app = App(config=config)
