@@ -6,7 +6,8 @@ touches nothing: plain ``python -m ftkit.worker RUN_DIR`` for one process,
 for ZeRO runs. The launchers are invoked as ``python -m torch.distributed.run``
 (what the ``torchrun`` script runs) and ``python -m deepspeed.launcher.runner``
 (what the ``deepspeed`` script runs) so every process uses the same
-interpreter as the notebook kernel, whatever ``PATH`` says.
+interpreter as the notebook kernel, whatever ``PATH`` says; that interpreter's
+folder also comes first on the workers' ``PATH``, for the tools installed beside it.
 
 The impure parts (is there a GPU, which port is free, does a checkpoint
 exist) are small separate functions the controller calls first.
@@ -24,6 +25,20 @@ from typing import Mapping, NamedTuple, Optional
 from .errors import ConfigError
 
 WORKER_MODULE = "ftkit.worker"
+
+
+def tools_first(env, python: str = sys.executable):
+    """Put ``python``'s folder first on ``env["PATH"]`` (a dict, or ``os.environ``), if it has a PATH.
+
+    DeepSpeed's JIT build of its CPU op runs whichever ``ninja`` PATH finds: a
+    kernel started from an environment it never activated finds none, or
+    another version whose log makes the next one rebuild everything (~40 s).
+    The workers, their launchers and in-kernel runs all set this.
+    """
+    tools = os.path.dirname(python)
+    if env.get("PATH") is not None and env["PATH"].split(os.pathsep)[0] != tools:
+        env["PATH"] = os.pathsep.join([tools, env["PATH"]])
+    return env
 
 
 class Launch(NamedTuple):
@@ -63,6 +78,7 @@ def command(config, run_dir, *, python: Optional[str] = None, cuda: bool = False
     nproc = processes(config)
     env = dict(base_env or {})
     env["PYTHONUNBUFFERED"] = "1"
+    tools_first(env, python)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not cuda:
         env["DS_ACCELERATOR"] = "cpu"

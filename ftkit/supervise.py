@@ -69,6 +69,7 @@ def thread_main(controller: "Controller", run: "Run") -> None:
     try:
         from .engine.train import train
 
+        launch.tools_first(os.environ)
         train(run.config, run.path, emit=run._record, control=run._control)
     except BaseException as exc:  # train() reports its own failures; this is the last net
         if not run.done:

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from . import shm
+from .launch import tools_first
 from .records import update_rank
 
 
@@ -36,6 +37,7 @@ def main(argv=None) -> int:
         print("usage: python -m ftkit.worker RUN_DIR", file=sys.stderr)
         return 2
     run_dir = Path(args[0]).resolve()
+    tools_first(os.environ)  # a rank started over ssh or by Slurm gets the PATH of that machine
     rank = int(os.environ.get("RANK", "0"))
     update_rank(run_dir, rank, rank=rank, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                 world_size=int(os.environ.get("WORLD_SIZE", "1")), pid=os.getpid(),

@@ -90,7 +90,10 @@ def test_deepspeed_launcher_all_gpus_chosen_gpus_and_a_hostfile(tmp_path):
 def test_on_cpu_deepspeed_gets_its_cpu_accelerator_and_ranks_share_the_cores():
     argv, env = build(cfg(num_processes=2, zero_stage=1), cuda=False, cpus=8, base_env={"PATH": "/bin"})
     assert argv[:5] == [PY, "-m", "deepspeed.launcher.runner", "--num_gpus", "2"]
-    assert env["DS_ACCELERATOR"] == "cpu" and env["OMP_NUM_THREADS"] == "4" and env["PATH"] == "/bin"
+    assert env["DS_ACCELERATOR"] == "cpu" and env["OMP_NUM_THREADS"] == "4"
+    assert env["PATH"] == "/opt/py/bin:/bin"  # the interpreter's tools (the ninja of DeepSpeed's JIT build) first
+    _, again = build(cfg(num_processes=2, zero_stage=1), cuda=False, base_env={"PATH": "/opt/py/bin:/bin"})
+    assert again["PATH"] == "/opt/py/bin:/bin"
     _, env = build(cfg(num_processes=2, zero_stage=1), cuda=False, cpus=8, base_env={"OMP_NUM_THREADS": "1"})
     assert env["OMP_NUM_THREADS"] == "1"  # the user's choice wins
     _, env = build(cfg(num_processes=2, zero_stage=1), cuda=True, base_env={"DS_ACCELERATOR": "cpu"})
