@@ -168,10 +168,10 @@ def merged_model(model, config, run_dir: Path, quantized_base: str, notes: list[
         notes.append(f"{config.method_spec.title} trained the whole model: written as it is")
         return model
     if config.bits:
-        from peft import PeftModel
+        from .engine.loading import load_adapter
 
         base = _float_base(config, _labels(model), quantized_base, notes)
-        model = PeftModel.from_pretrained(base, str(run_dir / "final"))
+        model = load_adapter(base, run_dir / "final")
     return model.merge_and_unload()
 
 
@@ -231,9 +231,7 @@ def _auto_class(kind: str):
 
 
 def _write_adapter(model, tokenizer, config, out, samples, reference, tolerance, result) -> None:
-    from peft import PeftModel
-
-    from .engine.loading import load_model
+    from .engine.loading import load_adapter, load_model
 
     kind = config.task_spec.model_kind
     model.save_pretrained(str(out))
@@ -241,7 +239,7 @@ def _write_adapter(model, tokenizer, config, out, samples, reference, tolerance,
     result.notes.append(f"load with peft: PeftModel.from_pretrained(<{config.model_name} with its "
                         f"{kind} head>, '{out}')")
     base = load_model(config, _labels(model))
-    reloaded = PeftModel.from_pretrained(base, str(out)).eval()
+    reloaded = load_adapter(base, out).eval()
     got = outputs(reloaded, samples.check, kind)
     result.checks.append(Check("reloaded adapter vs trained model", max_abs_diff(got, reference, samples.mask),
                                tolerance, samples.text))

@@ -6,6 +6,7 @@ touching this file.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -330,3 +331,16 @@ def test_quantized_base_flag_holds(name, tiny_llama_dir):
     assert any(not torch.equal(before[n], after[n]) for n in before)
     if not spec.barely_learns:
         assert loss_of(model, batch) < start
+
+
+def test_boft_leaves_the_compiler_variables_as_they_were(monkeypatch, tmp_path):
+    """peft's BOFT sets CC and CXX to gcc for its CUDA build and, when that fails (no CUDA), never puts them
+    back: every later process then builds DeepSpeed's op with another compiler command, and rebuilds it."""
+    from ftkit.engine.loading import load_adapter
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("CXX", "c++")
+    _, kind, model, _ = build("boft")
+    model.save_pretrained(str(tmp_path / "adapter"))
+    load_adapter(tiny_model(kind), tmp_path / "adapter")
+    assert "CC" not in os.environ and os.environ["CXX"] == "c++"

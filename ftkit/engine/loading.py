@@ -158,8 +158,17 @@ def load_trained(run_path, checkpoint: Optional[str] = None):
     if config.method_spec.kind == "full":
         model = load_model(config.set("model.name_or_path", str(weights)), labels)
     else:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(load_model(config, labels), str(weights))
+        model = load_adapter(load_model(config, labels), weights)
     model.eval()
     return model, tokenizer, config
+
+
+def load_adapter(base, folder):
+    """``base`` with the peft adapter saved in ``folder`` (``PeftModel.from_pretrained``), the process's
+    compiler variables kept (``ftkit.compiler_env``)."""
+    from peft import PeftModel
+
+    from ..compiler_env import compiler_env_kept
+
+    with compiler_env_kept():
+        return PeftModel.from_pretrained(base, str(folder))

@@ -9,6 +9,7 @@ import warnings
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Literal, Optional, Union
 
+from ..compiler_env import compiler_env_kept
 from ..schema import Options, field
 from ..shapes.parts import HEAD_NAMES  # noqa: F401  (classic head names, trained alongside adapters)
 
@@ -165,7 +166,8 @@ def peft_apply(
             model = peft.prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=ctx.gradient_checkpointing
             )
-        with warnings.catch_warnings():  # peft reads transformers' deprecated alias; the user cannot act on it
+        with warnings.catch_warnings(), compiler_env_kept():
+            # peft reads transformers' deprecated alias; the user cannot act on it
             warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
             return peft.get_peft_model(model, config, autocast_adapter_dtype=ctx.adapter_dtype == "float32")
 
