@@ -12,16 +12,15 @@ are printed together at the end of the run, since a worker's own output is not s
 """
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from ftkit.launch import tools_first
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, here and in every child
-# this interpreter's tools first, as ftkit.launch gives its workers: in-process and kernel runs JIT-build
-# DeepSpeed's op with the same ninja as the workers (two ninja versions rebuilt it at every switch, ~40 s each)
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+tools_first(os.environ)  # the kernels the tests start find this interpreter's ninja, as ftkit's workers do
 
 
 def _is_browser(item) -> bool:

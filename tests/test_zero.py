@@ -124,7 +124,9 @@ CASES = {
 def shm_segments(run) -> list:
     """The run's segments of DeepSpeed's CPU all-reduce (deepspeed launcher, every rank on this machine)."""
     port = json.loads((run.path / "worker.json").read_text())["master_port"]
-    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
+    from ftkit import shm
+
+    return sorted(shm.SHM.glob(f"{shm.PREFIX}_{os.getuid()}_*_{port}_*"))
 
 
 @pytest.mark.slow
@@ -153,7 +155,6 @@ def test_two_gloo_ranks_learn_and_report_each_ranks_memory(case, ds_env, figure)
 
 @pytest.mark.slow
 def test_a_killed_rank_fails_the_run_and_every_printer_reads_it_back(ds_env, capsys):
-    import json
     import signal
     import time
 
